@@ -1,0 +1,22 @@
+"""cnnfeatures: pretrained convolutional networks as scikit-learn estimators.
+
+Public names are re-exported here; each lives in a module of its own idea
+(images, datasets, backbones, cache, extraction, ...).
+"""
+
+from .datasets import PATIENT_PATTERNS, load_image_folder
+from .descriptors import LocalDescriptors
+from .extraction import CNNFeatureExtractor, scale_side
+from .images import ImageLoadError, load_image
+
+__version__ = "0.1.0.dev0"
+
+__all__ = [
+    "PATIENT_PATTERNS",
+    "CNNFeatureExtractor",
+    "ImageLoadError",
+    "LocalDescriptors",
+    "load_image",
+    "load_image_folder",
+    "scale_side",
+]

@@ -1,0 +1,431 @@
+"""Registry of Keras application backbones, weights resolution and fully convolutional VGG.
+
+A backbone is named by a plain string (``"vgg19"``), so estimators stay clonable and
+grid-searchable; the Keras model is built on first use and memoised per process, since
+building VGG-19 costs seconds and half a gigabyte.
+
+Every backbone is built with a free input size ``(None, None, 3)``: one model serves every
+scale. For VGG, the fully connected layers ``fc1``, ``fc2`` and ``predictions`` are built as
+convolutions (7×7, then 1×1, then 1×1) carrying the Dense layers' weights, so any input of
+side ≥ 224 yields a spatial map of them; at side 224 that map is 1×1 and equals the Dense
+layers' output.
+
+``weights`` is one of
+
+* ``"imagenet"``: Keras' own download and cache (``~/.keras/models``). With no network, the
+  error says how to pass a local file instead;
+* a path to a Keras weights file for the same architecture, with or without its top
+  (``include_top=False``: then ``fc1``/``fc2`` start random and a warning says so);
+* ``None``: random initialisation (for tests; each process draws its own).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import uuid
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import cache, lru_cache
+
+import numpy as np
+
+__all__ = [
+    "BACKBONES",
+    "BackboneSpec",
+    "FeatureNetwork",
+    "WeightsUnavailableError",
+    "get_backbone",
+    "register_backbone",
+    "get_feature_network",
+    "layer_names",
+]
+
+
+class WeightsUnavailableError(RuntimeError):
+    """ImageNet weights could not be downloaded, and no local file was given."""
+
+
+class RandomTopWarning(UserWarning):
+    """A weights file without the classifier top was given: fc layers start random."""
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """What cnnfeatures knows of one Keras application.
+
+    Attributes
+    ----------
+    name : str
+        Registry key (``"vgg19"``).
+    module : str
+        The ``keras.applications`` sub-module (constructor and ``preprocess_input``).
+    constructor : str or callable
+        The constructor's name in ``keras.applications`` (``"VGG19"``), or a function with
+        the same signature (``include_top``, ``weights``, ``input_shape``) for a custom model.
+    default_side : int
+        The side the network was trained at.
+    min_side : int
+        The smallest input side Keras accepts for the convolutional base.
+    fc_layers : tuple of str
+        Dense layers of the top that cnnfeatures builds as convolutions (VGG only).
+    pooled_layers : tuple of str
+        Layers that every forward pass computes and caches, so that a grid search over them
+        costs one pass (the report's ``block5_pool``, ``fc1``, ``fc2`` for VGG).
+    preprocess : callable, optional
+        Overrides ``keras.applications.<module>.preprocess_input``.
+    """
+
+    name: str
+    module: str
+    constructor: str | Callable
+    default_side: int
+    min_side: int
+    fc_layers: tuple[str, ...] = ()
+    pooled_layers: tuple[str, ...] = field(default_factory=tuple)
+    preprocess: Callable[[np.ndarray], np.ndarray] | None = None
+
+    @property
+    def keras_constructor(self) -> Callable:
+        if callable(self.constructor):
+            return self.constructor
+        import keras
+
+        return getattr(keras.applications, self.constructor)
+
+    @property
+    def preprocess_input(self) -> Callable[[np.ndarray], np.ndarray]:
+        if self.preprocess is not None:
+            return self.preprocess
+        import keras
+
+        return getattr(keras.applications, self.module).preprocess_input
+
+
+_VGG_FC = ("fc1", "fc2", "predictions")
+
+BACKBONES: dict[str, BackboneSpec] = {
+    spec.name: spec
+    for spec in (
+        BackboneSpec("vgg16", "vgg16", "VGG16", 224, 32, _VGG_FC, ("block5_pool", "fc1", "fc2")),
+        BackboneSpec("vgg19", "vgg19", "VGG19", 224, 32, _VGG_FC, ("block5_pool", "fc1", "fc2")),
+        BackboneSpec("xception", "xception", "Xception", 299, 71, (), ("block14_sepconv2_act",)),
+        BackboneSpec("resnet50", "resnet", "ResNet50", 224, 32, (), ("conv5_block3_out",)),
+        BackboneSpec("resnet101", "resnet", "ResNet101", 224, 32, (), ("conv5_block3_out",)),
+        BackboneSpec(
+            "inception_v3", "inception_v3", "InceptionV3", 299, 75, (), ("mixed10",)
+        ),
+        BackboneSpec(
+            "densenet121", "densenet", "DenseNet121", 224, 32, (), ("relu",)
+        ),
+        BackboneSpec(
+            "mobilenet_v2", "mobilenet_v2", "MobileNetV2", 224, 32, (), ("out_relu",)
+        ),
+        BackboneSpec(
+            "efficientnet_b0", "efficientnet", "EfficientNetB0", 224, 32, (), ("top_activation",)
+        ),
+    )
+}
+
+
+def register_backbone(spec: BackboneSpec) -> BackboneSpec:
+    """Add a backbone to the registry (a custom Keras model, or a tiny one for tests).
+
+    Examples
+    --------
+    >>> import keras
+    >>> def tiny(include_top=False, weights=None, input_shape=(None, None, 3)):
+    ...     x = keras.Input(input_shape)
+    ...     return keras.Model(x, keras.layers.AveragePooling2D(8, name="pool8")(x))
+    >>> _ = register_backbone(BackboneSpec("tiny", "", tiny, 32, 8, (), ("pool8",),
+    ...                                    preprocess=lambda a: a))
+    """
+    BACKBONES[spec.name] = spec
+    return spec
+
+
+def get_backbone(name: str) -> BackboneSpec:
+    """Return the registry entry of a backbone; the error lists the choices.
+
+    Examples
+    --------
+    >>> get_backbone("vgg19").fc_layers
+    ('fc1', 'fc2', 'predictions')
+    """
+    try:
+        return BACKBONES[name]
+    except (KeyError, TypeError):
+        raise ValueError(
+            f"unknown backbone {name!r}; choose one of {sorted(BACKBONES)}"
+        ) from None
+
+
+# --------------------------------------------------------------------------- weights
+
+
+@dataclass(frozen=True)
+class _WeightsRef:
+    kind: str  # "imagenet" | "file" | "random"
+    path: str | None = None
+    key: tuple = ()  # memo key: a changed file gives a new key
+
+
+def _resolve_weights(weights: str | os.PathLike[str] | None) -> _WeightsRef:
+    if weights is None:
+        return _WeightsRef("random", key=("random",))
+    if weights == "imagenet":
+        return _WeightsRef("imagenet", key=("imagenet",))
+    if not isinstance(weights, (str, os.PathLike)):
+        raise TypeError(
+            f"weights must be 'imagenet', a path to a Keras weights file or None, "
+            f"got {type(weights).__name__}"
+        )
+    path = os.path.abspath(os.fspath(weights))
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"weights file {os.fspath(weights)!r} not found; pass 'imagenet', None, or the "
+            "path of a Keras weights file (.weights.h5 or .h5)"
+        )
+    st = os.stat(path)
+    return _WeightsRef("file", path, ("file", path, st.st_mtime_ns, st.st_size))
+
+
+@lru_cache(maxsize=32)
+def _file_digest(key: tuple) -> str:
+    h = hashlib.sha256()
+    with open(key[1], "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:24]
+
+
+def _imagenet_help(spec: BackboneSpec, include_top: bool) -> str:
+    top = "" if include_top else "_notop"
+    return (
+        f"could not download the ImageNet weights of {spec.name} (no network?). Download "
+        f"them on a machine with network access, e.g. keras.applications.{spec.constructor}"
+        f"(include_top={include_top}) caches '{spec.name}_weights_tf_dim_ordering_tf_kernels"
+        f"{top}.h5' in ~/.keras/models; copy that file here and pass weights='<path to it>'."
+    )
+
+
+def _build_donor(spec: BackboneSpec, ref: _WeightsRef, include_top: bool):
+    """Build the stock Keras application holding the requested weights."""
+    kwargs = {"include_top": include_top}
+    if not include_top:
+        kwargs["input_shape"] = (None, None, 3)
+    if ref.kind == "imagenet":
+        try:
+            return spec.keras_constructor(weights="imagenet", **kwargs)
+        except Exception as exc:  # Keras raises a bare Exception on URL fetch failures
+            raise WeightsUnavailableError(_imagenet_help(spec, include_top)) from exc
+    return spec.keras_constructor(weights=ref.path, **kwargs)
+
+
+# --------------------------------------------------------------------------- networks
+
+
+class FeatureNetwork:
+    """A built backbone with free input size, plus the means to read several layers at once.
+
+    Obtain one with :func:`get_feature_network` (memoised); do not pickle it.
+
+    Attributes
+    ----------
+    spec : BackboneSpec
+    model : keras.Model
+        The whole network, input ``(None, None, None, 3)``.
+    weights_id : str
+        Identity of the weights for content-keyed caches: ``"imagenet"``, a digest of the
+        weights file, or a per-process random token for ``weights=None``.
+    fc_pretrained : bool
+        Whether the fc layers carry trained weights (False for a no-top file).
+    """
+
+    def __init__(self, spec: BackboneSpec, model, weights_id: str, fc_pretrained: bool):
+        self.spec = spec
+        self.model = model
+        self.weights_id = weights_id
+        self.fc_pretrained = fc_pretrained
+        self.layer_names = tuple(layer.name for layer in model.layers[1:])
+        self._readers: dict[tuple[str, ...], Callable] = {}
+        self._lock = threading.Lock()
+
+    def check_layers(self, layers: Sequence[str]) -> None:
+        """Raise a ValueError naming any unknown layer and listing the valid ones."""
+        unknown = [name for name in layers if name not in self.layer_names]
+        if unknown:
+            raise ValueError(
+                f"unknown layer(s) {unknown} for backbone {self.spec.name!r}; valid names: "
+                f"{list(self.layer_names)}"
+            )
+
+    def reader(self, layers: Sequence[str]) -> Callable[[np.ndarray], list[np.ndarray]]:
+        """A function mapping a preprocessed batch (n, s, s, 3) to the named layers' maps.
+
+        The graph is traced once for any batch size and side, and only the part of the
+        network the layers need is computed.
+        """
+        layers = tuple(layers)
+        with self._lock:
+            if layers not in self._readers:
+                import keras
+                import tensorflow as tf
+
+                self.check_layers(layers)
+                sub = keras.Model(
+                    self.model.inputs, [self.model.get_layer(n).output for n in layers]
+                )
+                fn = tf.function(
+                    lambda x: sub(x, training=False),
+                    input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)],
+                    reduce_retracing=True,
+                )
+
+                def read(batch: np.ndarray, _fn=fn) -> list[np.ndarray]:
+                    out = _fn(tf.convert_to_tensor(batch, tf.float32))
+                    if not isinstance(out, (list, tuple)):
+                        out = [out]
+                    return [o.numpy() for o in out]
+
+                self._readers[layers] = read
+            return self._readers[layers]
+
+    def preprocess(self, images: np.ndarray) -> np.ndarray:
+        """Apply the backbone's ``preprocess_input`` to float32 RGB 0–255 images."""
+        return self.spec.preprocess_input(np.array(images, dtype=np.float32, copy=True))
+
+
+def _vgg_fully_convolutional(spec: BackboneSpec):
+    """VGG with fc1/fc2/predictions as convolutions on a free-size input."""
+    import keras
+    from keras import layers
+
+    base = spec.keras_constructor(include_top=False, weights=None, input_shape=(None, None, 3))
+    x = base.output
+    x = layers.Conv2D(4096, 7, activation="relu", name="fc1")(x)
+    x = layers.Conv2D(4096, 1, activation="relu", name="fc2")(x)
+    x = layers.Conv2D(1000, 1, activation="softmax", name="predictions")(x)
+    return keras.Model(base.input, x, name=f"{spec.name}_fully_convolutional")
+
+
+def _copy_weights(target, donor, spec: BackboneSpec) -> None:
+    """Copy a stock model's weights into ours, reshaping Dense kernels into conv kernels."""
+    donor_layers = {layer.name: layer for layer in donor.layers}
+    for layer in target.layers:
+        source = donor_layers.get(layer.name)
+        if source is None or not layer.weights:
+            continue
+        values = source.get_weights()
+        if layer.name in spec.fc_layers:
+            kernel, bias = values
+            # Keras flattens channels-last maps in (h, w, c) order, so a Dense kernel of
+            # shape (h*w*c, units) reshapes exactly into a (h, w, c, units) conv kernel.
+            values = [kernel.reshape(layer.weights[0].shape), bias]
+        layer.set_weights(values)
+
+
+_NETWORKS: dict[tuple, FeatureNetwork] = {}
+_NETWORKS_LOCK = threading.Lock()
+
+
+def get_feature_network(
+    backbone: str, weights: str | os.PathLike[str] | None = "imagenet", *, need_fc: bool = False
+) -> FeatureNetwork:
+    """Build (once per process) the free-size network of a backbone with given weights.
+
+    Parameters
+    ----------
+    backbone : str
+        A key of :data:`BACKBONES`.
+    weights : "imagenet", path or None
+        See the module docstring.
+    need_fc : bool, default=False
+        For VGG with ``"imagenet"`` weights: also fetch the top's weights (a larger
+        download). Files are read whole, top included when they hold it.
+
+    Returns
+    -------
+    FeatureNetwork
+
+    Examples
+    --------
+    >>> net = get_feature_network("vgg16", weights=None)  # doctest: +SKIP
+    >>> net.reader(["block5_pool"])(net.preprocess(images))[0].shape  # doctest: +SKIP
+    (n, 7, 7, 512)
+    """
+    spec = get_backbone(backbone)
+    ref = _resolve_weights(weights)
+    key = (spec.name, ref.key)
+    with _NETWORKS_LOCK:
+        net = _NETWORKS.get(key)
+        if net is not None and (net.fc_pretrained or not need_fc or ref.kind != "imagenet"):
+            return net
+        net = _build_network(spec, ref, need_fc)
+        _NETWORKS[key] = net
+        return net
+
+
+def _build_network(spec: BackboneSpec, ref: _WeightsRef, need_fc: bool) -> FeatureNetwork:
+    if ref.kind == "random":
+        weights_id = f"random-{uuid.uuid4().hex}"
+    elif ref.kind == "imagenet":
+        weights_id = "imagenet"
+    else:
+        weights_id = f"file-{_file_digest(ref.key)}"
+
+    if not spec.fc_layers:
+        if ref.kind == "random":
+            model = spec.keras_constructor(
+                include_top=False, weights=None, input_shape=(None, None, 3)
+            )
+        else:
+            model = _build_donor(spec, ref, include_top=False)
+        return FeatureNetwork(spec, model, weights_id, fc_pretrained=False)
+
+    model = _vgg_fully_convolutional(spec)
+    if ref.kind == "random":
+        return FeatureNetwork(spec, model, weights_id, fc_pretrained=True)
+    donor = None
+    if ref.kind == "file" or need_fc:
+        try:
+            with warnings.catch_warnings():
+                # Keras warns about every missing group before it raises for a no-top file.
+                warnings.simplefilter("ignore")
+                donor = _build_donor(spec, ref, include_top=True)
+        except ValueError:
+            if ref.kind != "file":
+                raise
+    fc_pretrained = donor is not None
+    if donor is None:
+        donor = _build_donor(spec, ref, include_top=False)
+    _copy_weights(model, donor, spec)
+    del donor
+    return FeatureNetwork(spec, model, weights_id, fc_pretrained=fc_pretrained)
+
+
+def warn_random_fc(net: FeatureNetwork, layers: Sequence[str]) -> None:
+    """Warn when fc layers are read from a network whose weights file had no top."""
+    asked = [name for name in layers if name in net.spec.fc_layers]
+    if asked and not net.fc_pretrained:
+        warnings.warn(
+            f"layers {asked} of {net.spec.name} are random: the weights file has no "
+            "classifier top (include_top=False), so fc1/fc2 were not loaded",
+            RandomTopWarning,
+            stacklevel=3,
+        )
+
+
+@cache
+def layer_names(backbone: str) -> tuple[str, ...]:
+    """Names of the layers of a backbone that features can be read from (no weights loaded).
+
+    Examples
+    --------
+    >>> "block5_pool" in layer_names("vgg19")  # doctest: +SKIP
+    True
+    """
+    net = get_feature_network(backbone, None)
+    return net.layer_names

@@ -1,0 +1,164 @@
+"""Load image folders laid out as ``<root>/[<split>/]<class>/<image>``."""
+
+from __future__ import annotations
+
+import os
+import re
+import warnings
+from pathlib import Path
+
+import numpy as np
+from sklearn.utils import Bunch
+
+from .images import is_image_file
+
+__all__ = ["PATIENT_PATTERNS", "load_image_folder"]
+
+#: Ready-made ``group_pattern`` values for the datasets of ../shared/data.
+#: ``chest_xray``: ``person1372_bacteria_3501.jpeg`` -> ``person1372``,
+#: ``NORMAL2-IM-0373-0001.jpeg`` -> ``NORMAL2-IM-0373``, ``IM-0001-0001.jpeg`` -> ``IM-0001``.
+#: ``malaria_cells``: the slide, ``C100P61ThinF_IMG_..._cell_163.png`` -> ``C100P61ThinF``.
+PATIENT_PATTERNS = {
+    "chest_xray": r"^(person\d+|NORMAL2-IM-\d+|IM-\d+)",
+    "malaria_cells": r"^(C\d+P\d+\w*?)_",
+}
+
+
+class NotAnImageWarning(UserWarning):
+    """Files in a dataset folder that are not images were left out (they are listed)."""
+
+
+def _group_of(pattern: re.Pattern[str], filename: str) -> str | None:
+    match = pattern.search(filename)
+    if match is None:
+        return None
+    if "group" in pattern.groupindex:
+        return match.group("group")
+    for value in match.groups():
+        if value is not None:
+            return value
+    return match.group(0)
+
+
+def load_image_folder(
+    root: str | os.PathLike[str],
+    split: str | None = None,
+    *,
+    group_pattern: str | None = None,
+    on_non_image: str = "warn",
+) -> Bunch:
+    """Load the file names and labels of an image folder.
+
+    Two layouts are read: ``<root>/<split>/<class>/<image>`` (give ``split``) and
+    ``<root>/<class>/<image>``. Classes are the sub-folders, sorted by name; ``target[i]``
+    indexes ``target_names``. Files are sorted, so the result is the same on every machine.
+
+    Parameters
+    ----------
+    root : str or Path
+        The dataset folder.
+    split : str, optional
+        The split sub-folder to read (``"train"``, ``"test"``, ...).
+    group_pattern : str, optional
+        A regular expression searched in each file name to give ``groups`` (a patient, a
+        slide), so that ``GroupKFold`` keeps one patient's images on one side of a split.
+        The named group ``group`` is used when present, else the first group that matched,
+        else the whole match. A key of :data:`PATIENT_PATTERNS` (``"chest_xray"``) names a
+        ready-made pattern. A file that does not match is an error.
+    on_non_image : {"warn", "raise"}, default="warn"
+        What to do with files whose extension is not an image's (``.txt``, ``.DS_Store``):
+        leave them out with a :class:`NotAnImageWarning` that lists them, or raise. They are
+        listed in ``skipped`` either way; nothing is dropped silently.
+
+    Returns
+    -------
+    data : sklearn.utils.Bunch
+        ``filenames`` (ndarray of str), ``target`` (ndarray of int), ``target_names``
+        (list of str), ``groups`` (ndarray of str, or None), ``skipped`` (list of str) and
+        ``root``.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``root`` or ``root/split`` does not exist (the message lists the splits found).
+    ValueError
+        If there is no class folder, a class folder holds no image, or a file does not
+        match ``group_pattern``.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib, numpy as np
+    >>> from PIL import Image
+    >>> root = pathlib.Path(tempfile.mkdtemp())
+    >>> for cls in ("cat", "dog"):
+    ...     (root / "train" / cls).mkdir(parents=True)
+    ...     Image.fromarray(np.zeros((4, 4), np.uint8)).save(root / "train" / cls / "a.png")
+    >>> data = load_image_folder(root, split="train")
+    >>> data.target_names, data.target.tolist()
+    (['cat', 'dog'], [0, 1])
+    """
+    if on_non_image not in ("warn", "raise"):
+        raise ValueError(f"on_non_image must be 'warn' or 'raise', got {on_non_image!r}")
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: dataset folder not found")
+    folder = root
+    if split is not None:
+        folder = root / split
+        if not folder.is_dir():
+            found = sorted(p.name for p in root.iterdir() if p.is_dir())
+            raise FileNotFoundError(f"{folder}: no split {split!r} in {root}; found {found}")
+
+    class_dirs = sorted(p for p in folder.iterdir() if p.is_dir())
+    if not class_dirs:
+        raise ValueError(
+            f"{folder}: no class sub-folders; expected <root>/[<split>/]<class>/<image>"
+        )
+
+    pattern = None
+    if group_pattern is not None:
+        pattern = re.compile(PATIENT_PATTERNS.get(group_pattern, group_pattern))
+
+    filenames: list[str] = []
+    target: list[int] = []
+    groups: list[str] = []
+    skipped: list[str] = []
+    unmatched: list[str] = []
+    for label, class_dir in enumerate(class_dirs):
+        n_images = 0
+        for path in sorted(class_dir.rglob("*")):
+            if path.is_dir():
+                continue
+            if not is_image_file(path):
+                skipped.append(str(path))
+                continue
+            n_images += 1
+            filenames.append(str(path))
+            target.append(label)
+            if pattern is not None:
+                group = _group_of(pattern, path.name)
+                if group is None:
+                    unmatched.append(path.name)
+                groups.append(group or "")
+        if n_images == 0:
+            raise ValueError(f"{class_dir}: class folder '{class_dir.name}' holds no image")
+
+    if unmatched:
+        raise ValueError(
+            f"{len(unmatched)} file name(s) do not match group_pattern {pattern.pattern!r} "
+            f"(e.g. {unmatched[:3]})"
+        )
+    if skipped:
+        message = f"{len(skipped)} file(s) in {folder} are not images and were left out: {skipped}"
+        if on_non_image == "raise":
+            raise ValueError(message)
+        warnings.warn(message, NotAnImageWarning, stacklevel=2)
+
+    return Bunch(
+        filenames=np.asarray(filenames, dtype=str),
+        target=np.asarray(target, dtype=np.int64),
+        target_names=[p.name for p in class_dirs],
+        groups=np.asarray(groups, dtype=str) if pattern is not None else None,
+        skipped=skipped,
+        root=str(folder),
+    )

@@ -1,0 +1,67 @@
+"""Shared fixtures: real data paths, a tiny backbone, and image-writing helpers."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np
+import pytest
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+DATA = SHARED / "data"
+VGG16_WEIGHTS = SHARED / "weights" / "vgg16_notop_imagenet.weights.h5"
+XCEPTION_WEIGHTS = SHARED / "weights" / "xception_notop_imagenet.weights.h5"
+
+
+def pytest_collection_modifyitems(config, items):
+    if DATA.is_dir():
+        return
+    skip = pytest.mark.skip(reason=f"real data not found at {DATA}")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
+def _tiny_builder(include_top=False, weights=None, input_shape=(None, None, 3)):
+    """A parameter-free 'network': 8x8 average pooling, then 2x2 max pooling."""
+    import keras
+
+    x = keras.Input(input_shape or (None, None, 3))
+    a = keras.layers.AveragePooling2D(8, name="avg8")(x)
+    b = keras.layers.MaxPooling2D(2, name="max2")(a)
+    return keras.Model(x, b, name="tiny")
+
+
+@pytest.fixture(scope="session")
+def tiny_backbone():
+    """Register the 'tiny' backbone: outputs are hand-computable from the pixels."""
+    from cnnfeatures.backbones import BackboneSpec, register_backbone
+
+    register_backbone(
+        BackboneSpec(
+            "tiny", "", _tiny_builder, 32, 8, (), ("avg8", "max2"), preprocess=lambda a: a
+        )
+    )
+    return "tiny"
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)
+
+
+@pytest.fixture
+def image_files(tmp_path, rng):
+    """Write four small RGB PNGs of different sizes; return their paths."""
+    from PIL import Image
+
+    paths = []
+    for i, size in enumerate([(40, 30), (64, 64), (20, 50), (33, 33)]):
+        arr = rng.integers(0, 256, (*size, 3), dtype=np.uint8)
+        path = tmp_path / f"img{i}.png"
+        Image.fromarray(arr).save(path)
+        paths.append(str(path))
+    return paths

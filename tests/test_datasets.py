@@ -1,0 +1,56 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+from cnnfeatures import load_image_folder
+from cnnfeatures.datasets import NotAnImageWarning
+
+from .conftest import DATA
+
+
+def _write(path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(path)
+
+
+def test_split_layout_with_groups(tmp_path):
+    for name in ["person1_bacteria_1.jpeg", "person1_virus_2.jpeg", "person7_bacteria_3.jpeg"]:
+        _write(tmp_path / "train" / "PNEUMONIA" / name)
+    _write(tmp_path / "train" / "NORMAL" / "IM-0001-0001.jpeg")
+    data = load_image_folder(tmp_path, "train", group_pattern="chest_xray")
+    assert data.target_names == ["NORMAL", "PNEUMONIA"]
+    assert data.target.tolist() == [0, 1, 1, 1]
+    assert data.groups.tolist() == ["IM-0001", "person1", "person1", "person7"]
+
+
+def test_flat_layout_and_non_images_listed(tmp_path):
+    _write(tmp_path / "a" / "x.png")
+    _write(tmp_path / "b" / "y.png")
+    (tmp_path / "b" / "notes.txt").write_text("hi")
+    with pytest.warns(NotAnImageWarning, match="notes.txt"):
+        data = load_image_folder(tmp_path)
+    assert len(data.filenames) == 2 and data.skipped[0].endswith("notes.txt")
+    with pytest.raises(ValueError, match="notes.txt"):
+        load_image_folder(tmp_path, on_non_image="raise")
+
+
+def test_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not found"):
+        load_image_folder(tmp_path / "nope")
+    _write(tmp_path / "train" / "a" / "x.png")
+    with pytest.raises(ValueError, match="do not match group_pattern"):
+        load_image_folder(tmp_path / "train", group_pattern=r"person(\d+)")
+    with pytest.raises(FileNotFoundError, match="no split 'val'.*train"):
+        load_image_folder(tmp_path, "val")
+    (tmp_path / "train" / "empty").mkdir()
+    with pytest.raises(ValueError, match="'empty' holds no image"):
+        load_image_folder(tmp_path, "train")
+
+
+@pytest.mark.slow
+def test_chest_xray_test_split():
+    data = load_image_folder(DATA / "chest_xray", split="test", group_pattern="chest_xray")
+    assert len(data.filenames) == 618
+    assert data.target_names == ["NORMAL", "PNEUMONIA"]
+    assert np.bincount(data.target).tolist() == [231, 387]
+    assert 1 < len(set(data.groups)) < 618  # several images per patient
