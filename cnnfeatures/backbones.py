@@ -105,12 +105,16 @@ class BackboneSpec:
 
 
 _VGG_FC = ("fc1", "fc2", "predictions")
+# Every block's pooled output lies on the way to fc2: pooling them as well costs next to
+# nothing and lets a grid over any of them share one forward pass.
+_VGG_POOLED = ("block1_pool", "block2_pool", "block3_pool", "block4_pool", "block5_pool",
+               "fc1", "fc2")
 
 BACKBONES: dict[str, BackboneSpec] = {
     spec.name: spec
     for spec in (
-        BackboneSpec("vgg16", "vgg16", "VGG16", 224, 32, _VGG_FC, ("block5_pool", "fc1", "fc2")),
-        BackboneSpec("vgg19", "vgg19", "VGG19", 224, 32, _VGG_FC, ("block5_pool", "fc1", "fc2")),
+        BackboneSpec("vgg16", "vgg16", "VGG16", 224, 32, _VGG_FC, _VGG_POOLED),
+        BackboneSpec("vgg19", "vgg19", "VGG19", 224, 32, _VGG_FC, _VGG_POOLED),
         BackboneSpec("xception", "xception", "Xception", 299, 71, (), ("block14_sepconv2_act",)),
         BackboneSpec("resnet50", "resnet", "ResNet50", 224, 32, (), ("conv5_block3_out",)),
         BackboneSpec("resnet101", "resnet", "ResNet101", 224, 32, (), ("conv5_block3_out",)),

@@ -1,0 +1,284 @@
+"""The ``cnnfeatures`` command line.
+
+Sub-commands: ``describe`` (a dataset folder), ``extract`` (features to .npz), ``evaluate``
+(train on one split, score on another), ``grid`` (the layout of the report's Tables 1–4)
+and ``cache`` (inspect or clear the activation cache).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+
+import numpy as np
+
+from .backbones import BACKBONES
+
+__all__ = ["main"]
+
+
+def _weights(value: str):
+    return None if value.lower() == "none" else value
+
+
+def _add_extractor_args(p: argparse.ArgumentParser, many: bool = False) -> None:
+    p.add_argument("--backbone", default="vgg19", choices=sorted(BACKBONES))
+    p.add_argument(
+        "--weights", default="imagenet", type=_weights,
+        help="'imagenet' (Keras cache), a Keras weights file, or 'none' (random)",
+    )
+    if not many:
+        p.add_argument("--layer", nargs="+", default=["fc2"], help="layer name(s)")
+        p.add_argument("--pooling", default="max", choices=["mean", "max"])
+        p.add_argument("--scales", nargs="+", type=int, default=[0],
+                       help="scale numbers n (side 224 + 320n)")
+    p.add_argument("--scale-combination", default="pool", choices=["pool", "concat"])
+    p.add_argument("--no-l2", action="store_true", help="skip L2 normalisation")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--cache-dir", default=None,
+                   help="directory for the activation cache (default: memory only, or "
+                        "$CNNFEATURES_CACHE_DIR)")
+    p.add_argument("-v", "--verbose", action="count", default=0)
+
+
+def _extractor(args, **overrides):
+    from .extraction import CNNFeatureExtractor
+
+    params = dict(
+        backbone=args.backbone, weights=args.weights,
+        scale_combination=args.scale_combination, l2_normalize=not args.no_l2,
+        batch_size=args.batch_size, cache=args.cache_dir or True, verbose=args.verbose,
+    )
+    if hasattr(args, "layer"):
+        layer = args.layer[0] if len(args.layer) == 1 else args.layer
+        params.update(layer=layer, pooling=args.pooling, scales=tuple(args.scales))
+    params.update(overrides)
+    return CNNFeatureExtractor(**params)
+
+
+def _load(root, split, group_pattern=None):
+    from .datasets import load_image_folder
+
+    return load_image_folder(root, split=split, group_pattern=group_pattern)
+
+
+def _has_split(root: str, split: str) -> bool:
+    return os.path.isdir(os.path.join(root, split))
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def cmd_describe(args) -> int:
+    splits = [args.split] if args.split else (
+        [d for d in sorted(os.listdir(args.root)) if os.path.isdir(os.path.join(args.root, d))
+         and any(os.path.isdir(os.path.join(args.root, d, c))
+                 for c in os.listdir(os.path.join(args.root, d)))]
+    )
+    if args.split is None and not splits:
+        splits = [None]
+    # A folder whose sub-folders hold images directly is a <root>/<class> layout.
+    from .images import is_image_file
+
+    flat = args.split is None and any(
+        is_image_file(f) for d in splits if d for f in os.listdir(os.path.join(args.root, d))
+    )
+    if flat:
+        splits = [None]
+    for split in splits:
+        data = _load(args.root, split, args.group_pattern)
+        counts = np.bincount(data.target, minlength=len(data.target_names))
+        print(f"{data.root}: {len(data.filenames)} images, {len(data.target_names)} classes")
+        for name, n in zip(data.target_names, counts):
+            print(f"  {name:<24} {n:>6}")
+        if data.groups is not None:
+            print(f"  groups: {len(set(data.groups))} distinct")
+    return 0
+
+
+def cmd_extract(args) -> int:
+    data = _load(args.root, args.split, args.group_pattern)
+    ext = _extractor(args)
+    start = time.perf_counter()
+    features = ext.fit_transform(data.filenames)
+    np.savez(
+        args.output, features=features, target=data.target,
+        target_names=np.asarray(data.target_names), filenames=data.filenames,
+        feature_names=ext.get_feature_names_out().astype(str),
+        **({"groups": data.groups} if data.groups is not None else {}),
+    )
+    print(f"{features.shape[0]} images x {features.shape[1]} features -> {args.output} "
+          f"({time.perf_counter() - start:.1f} s)")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from sklearn.pipeline import make_pipeline
+    from sklearn.svm import LinearSVC
+
+    from .reporting import classification_metrics, format_metrics
+
+    train = _load(args.root, args.train_split)
+    test = _load(args.root, args.test_split)
+    if train.target_names != test.target_names:
+        raise SystemExit(
+            f"classes differ between {args.train_split} ({train.target_names}) and "
+            f"{args.test_split} ({test.target_names})"
+        )
+    model = make_pipeline(_extractor(args), LinearSVC(C=args.C))
+    start = time.perf_counter()
+    model.fit(train.filenames, train.target)
+    predicted = model.predict(test.filenames)
+    seconds = time.perf_counter() - start
+    metrics = classification_metrics(test.target, predicted, labels=range(len(test.target_names)))
+    ext = model[0]
+    print(f"{args.root}: train {len(train.filenames)}, test {len(test.filenames)} images")
+    print(f"{ext.backbone} ({args.weights}) layer={ext.layer} pooling={ext.pooling} "
+          f"scales={ext.scales} l2={ext.l2_normalize} -> LinearSVC(C={args.C})")
+    print(format_metrics(metrics, test.target_names))
+    print(f"time               {seconds:.1f} s")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({**metrics, "per_class": {test.target_names[k]: v for k, v in
+                                                metrics["per_class"].items()},
+                       "seconds": seconds}, f, indent=2)
+    return 0
+
+
+def cmd_grid(args) -> int:
+    from sklearn.model_selection import GridSearchCV, GroupKFold, StratifiedKFold
+    from sklearn.pipeline import make_pipeline
+    from sklearn.svm import LinearSVC
+
+    from .reporting import cv_results_records, save_heatmap, scale_table
+
+    train = _load(args.root, args.train_split, args.group_pattern)
+    pipe = make_pipeline(_extractor(args, layer=args.layers[0], pooling=args.poolings[0]),
+                         LinearSVC(C=args.C))
+    grid = {
+        "cnnfeatureextractor__layer": args.layers,
+        "cnnfeatureextractor__pooling": args.poolings,
+        "cnnfeatureextractor__scales": [(n,) for n in args.scales],
+    }
+    cv = (GroupKFold(args.cv) if train.groups is not None
+          else StratifiedKFold(args.cv, shuffle=True, random_state=0))
+    search = GridSearchCV(pipe, grid, cv=cv, n_jobs=1, refit=False)
+    start = time.perf_counter()
+    search.fit(train.filenames, train.target, groups=train.groups)
+    tables = {"cv": scale_table(cv_results_records(search.cv_results_))}
+
+    test_split = args.test_split
+    if test_split and _has_split(args.root, test_split):
+        from sklearn.base import clone
+
+        test = _load(args.root, test_split)
+        records = []
+        for params in search.cv_results_["params"]:
+            model = clone(pipe).set_params(**params).fit(train.filenames, train.target)
+            records.append({**cv_results_records({"params": [params],
+                                                  "mean_test_score": [0.0]})[0],
+                            "score": float(model.score(test.filenames, test.target))})
+        tables["test"] = scale_table(records)
+    seconds = time.perf_counter() - start
+
+    os.makedirs(args.output, exist_ok=True)
+    for name, table in tables.items():
+        title = (f"{args.cv}-fold CV accuracy on {args.train_split}" if name == "cv"
+                 else f"accuracy on {test_split} (trained on {args.train_split})")
+        print(f"\n{title}\n{table.round(4).to_string()}")
+        table.to_csv(os.path.join(args.output, f"grid_{name}.csv"))
+        try:
+            save_heatmap(table, os.path.join(args.output, f"grid_{name}.png"), title)
+        except ImportError:
+            print("(matplotlib is not installed: no heatmap)")
+    print(f"\nwrote {args.output}/grid_*.csv and .png ({seconds:.1f} s)")
+    return 0
+
+
+def cmd_cache(args) -> int:
+    from .cache import default_cache_dir, get_cache
+
+    directory = args.dir or default_cache_dir()
+    if directory is None:
+        raise SystemExit("give --dir or set CNNFEATURES_CACHE_DIR: the memory cache of a "
+                         "command ends with it")
+    cache = get_cache(directory)
+    if args.action == "clear":
+        cache.clear()
+        print(f"cleared {directory}")
+    info = cache.info()
+    print(f"{info.directory}: {info.disk_entries} entries, {info.disk_bytes / 2**20:.1f} MiB")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cnnfeatures", description="Pretrained CNN features for scikit-learn."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("describe", help="count the images of a dataset folder per class")
+    p.add_argument("root")
+    p.add_argument("--split")
+    p.add_argument("--group-pattern", help="regex or key of PATIENT_PATTERNS")
+    p.set_defaults(func=cmd_describe)
+
+    p = sub.add_parser("extract", help="features of a folder's images to a .npz file")
+    p.add_argument("root")
+    p.add_argument("--split")
+    p.add_argument("--group-pattern")
+    p.add_argument("-o", "--output", required=True, help="output .npz path")
+    _add_extractor_args(p)
+    p.set_defaults(func=cmd_extract)
+
+    p = sub.add_parser("evaluate", help="extractor + linear SVM: train on one split, test "
+                                        "on another")
+    p.add_argument("root")
+    p.add_argument("--train-split", default="train")
+    p.add_argument("--test-split", default="test")
+    p.add_argument("--C", type=float, default=1.0, help="LinearSVC's C")
+    p.add_argument("--json", help="also write the metrics to this JSON file")
+    _add_extractor_args(p)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("grid", help="layer x pooling x scale grid (report Tables 1-4)")
+    p.add_argument("root")
+    p.add_argument("--train-split", default="train")
+    p.add_argument("--test-split", default="test",
+                   help="also score every configuration on this split when it exists")
+    p.add_argument("--group-pattern", help="group CV folds by this file-name pattern")
+    p.add_argument("--layers", nargs="+", default=["block5_pool", "fc1", "fc2"])
+    p.add_argument("--poolings", nargs="+", default=["mean", "max"], choices=["mean", "max"])
+    p.add_argument("--scales", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--cv", type=int, default=5)
+    p.add_argument("--C", type=float, default=1.0)
+    p.add_argument("-o", "--output", default="grid_results")
+    _add_extractor_args(p, many=True)
+    p.set_defaults(func=cmd_grid)
+
+    p = sub.add_parser("cache", help="inspect or clear a disk activation cache")
+    p.add_argument("action", choices=["info", "clear"])
+    p.add_argument("--dir")
+    p.set_defaults(func=cmd_cache)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    args = build_parser().parse_args(argv)
+    from .images import ImageLoadError
+
+    try:
+        return args.func(args)
+    except (ImageLoadError, FileNotFoundError, ValueError) as exc:
+        print(f"cnnfeatures: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,518 @@
+"""CNNFeatureExtractor: multi-scale, fully convolutional CNN features as a transformer."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from numbers import Integral
+
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted
+
+from .backbones import FeatureNetwork, get_backbone, get_feature_network, warn_random_fc
+from .cache import ActivationCache, default_cache_dir, get_cache, make_key
+from .descriptors import LocalDescriptors
+from .images import (
+    ImageSource,
+    check_image_sources,
+    image_digest,
+    image_name,
+    load_image,
+    read_image_bytes,
+)
+
+__all__ = [
+    "CNNFeatureExtractor",
+    "forward_pass_counts",
+    "reset_forward_pass_counts",
+    "scale_side",
+]
+
+#: Largest scale accepted: side 224 + 320·5 = 1824. VGG's first block alone then needs
+#: about 0.85 GB of activations per image; beyond that one image may not fit in memory.
+MAX_SCALE = 5
+
+# Images forwarded through a backbone, per (backbone, weights id, side): what a grid search
+# actually cost. Read with forward_pass_counts().
+_FORWARD_COUNTS: Counter = Counter()
+_FORWARD_LOCK = threading.Lock()
+
+
+def scale_side(n: int) -> int:
+    """Input side of scale ``n`` in the report: ``224 + 320 * n``.
+
+    Examples
+    --------
+    >>> [scale_side(n) for n in (0, 1, 2)]
+    [224, 544, 864]
+    """
+    return 224 + 320 * int(n)
+
+
+def forward_pass_counts() -> dict[tuple[str, str, int], int]:
+    """Images forwarded so far in this process, per (backbone, weights id, input side)."""
+    with _FORWARD_LOCK:
+        return dict(_FORWARD_COUNTS)
+
+
+def reset_forward_pass_counts() -> None:
+    """Set the forward-pass counters of :func:`forward_pass_counts` back to zero."""
+    with _FORWARD_LOCK:
+        _FORWARD_COUNTS.clear()
+
+
+# --------------------------------------------------------------------------- engine
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What one transform needs: layers read, layers cached, and for which sides."""
+
+    net: FeatureNetwork
+    layers: tuple[str, ...]  # asked for, in output order
+    pooling: str | None
+    sides: tuple[int, ...]
+    forward_layers: tuple[str, ...]  # computed on every forward pass (asked + cached)
+
+    def key(self, digest: str, side: int, layer: str, pooling: str | None) -> str:
+        return make_key(digest, self.net.spec.name, self.net.weights_id, side, layer, pooling)
+
+    def wanted(self, digest: str, side: int) -> list[tuple[str, str | None, str]]:
+        return [(layer, self.pooling, self.key(digest, side, layer, self.pooling))
+                for layer in self.layers]
+
+
+def _pool(maps: np.ndarray, pooling: str) -> np.ndarray:
+    """Pool (n, h, w, c) maps over positions to (n, c)."""
+    if pooling == "mean":
+        return maps.mean(axis=(1, 2), dtype=np.float64).astype(np.float32)
+    return maps.max(axis=(1, 2))
+
+
+def _prefetch(tasks: Iterable[Callable[[], object]], depth: int = 2) -> Iterator[object]:
+    """Run ``tasks`` in a background thread, ``depth`` ahead of the consumer.
+
+    Decoding and resizing (Pillow and OpenCV release the GIL) then overlap with inference.
+    """
+    tasks = iter(tasks)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cnnfeatures-load") as pool:
+        pending = []
+        for task in tasks:
+            pending.append(pool.submit(task))
+            if len(pending) > depth:
+                yield pending.pop(0).result()
+        for future in pending:
+            yield future.result()
+
+
+class _Extraction:
+    """Fill the cache for a chunk of images, forwarding only the (image, side) pairs missing."""
+
+    def __init__(self, plan: _Plan, cache: ActivationCache | None, batch_size: int, progress):
+        self.plan = plan
+        self.cache = cache
+        self.batch_size = batch_size
+        self.progress = progress
+        self.reader = plan.net.reader(plan.forward_layers)
+
+    def side_batch(self, side: int) -> int:
+        # batch_size counts images at side 224; larger sides take proportionally fewer per
+        # batch, so activation memory stays about flat across scales.
+        return max(1, int(round(self.batch_size * (224 / side) ** 2)))
+
+    def run(self, sources, names, digests, payloads) -> list[dict]:
+        """Return, per image, {(side, layer): array} for the asked layers and pooling."""
+        plan = self.plan
+        results: list[dict] = [{} for _ in sources]
+        missing: dict[int, list[int]] = {side: [] for side in plan.sides}
+        for i, digest in enumerate(digests):
+            for side in plan.sides:
+                for layer, _, key in plan.wanted(digest, side):
+                    value = self.cache.get(key) if self.cache is not None else None
+                    if value is None:
+                        missing[side].append(i)
+                        break
+                    results[i][(side, layer)] = value
+        for side, todo in missing.items():
+            if todo:
+                self._forward(side, todo, sources, names, digests, payloads, results)
+        return results
+
+    def _forward(self, side, todo, sources, names, digests, payloads, results):
+        plan = self.plan
+        step = self.side_batch(side)
+        batches = [todo[k : k + step] for k in range(0, len(todo), step)]
+
+        def load(batch):
+            images = [load_image(sources[i], side, name=names[i], data=payloads[i])
+                      for i in batch]
+            return batch, plan.net.preprocess(np.stack(images))
+
+        for batch, x in _prefetch(lambda b=b: load(b) for b in batches):
+            maps = dict(zip(plan.forward_layers, self.reader(x)))
+            with _FORWARD_LOCK:
+                _FORWARD_COUNTS[(plan.net.spec.name, plan.net.weights_id, side)] += len(batch)
+            self._store(side, batch, digests, maps, results)
+            if self.progress is not None:
+                self.progress.update(len(batch))
+
+    def _store(self, side, batch, digests, maps, results):
+        plan = self.plan
+        for layer, m in maps.items():
+            # Keep both poolings of every forwarded layer: a grid over layer x pooling then
+            # costs one pass. Local maps are kept only when asked (they are large).
+            entries = {"mean": _pool(m, "mean"), "max": _pool(m, "max")}
+            if plan.pooling is None and layer in plan.layers:
+                entries[None] = m.reshape(len(m), -1, m.shape[-1])
+            for pooling, values in entries.items():
+                for j, i in enumerate(batch):
+                    key = plan.key(digests[i], side, layer, pooling)
+                    if self.cache is not None:
+                        self.cache.put(key, values[j])
+                    if pooling == plan.pooling and layer in plan.layers:
+                        results[i][(side, layer)] = values[j]
+
+
+# --------------------------------------------------------------------------- estimator
+
+
+def _as_layers(layer: str | Sequence[str]) -> tuple[str, ...]:
+    return (layer,) if isinstance(layer, str) else tuple(layer)
+
+
+def _check_scales(scales) -> tuple[int, ...]:
+    if isinstance(scales, (Integral, str)) or scales is None:
+        raise ValueError(
+            f"scales must be a tuple of scale numbers n (side 224 + 320·n), e.g. (0,) or "
+            f"(0, 1, 2); got {scales!r}"
+        )
+    values = tuple(scales)
+    if not values:
+        raise ValueError("scales must hold at least one scale number, e.g. (0,)")
+    for n in values:
+        if isinstance(n, bool) or not isinstance(n, Integral) or not 0 <= n <= MAX_SCALE:
+            raise ValueError(
+                f"scales must be integers n with 0 <= n <= {MAX_SCALE} (side 224 + 320·n, at "
+                f"most {scale_side(MAX_SCALE)} pixels); got {n!r} in scales={scales!r}"
+            )
+    if len(set(values)) != len(values):
+        raise ValueError(f"scales must not repeat a scale, got {scales!r}")
+    return tuple(int(n) for n in values)
+
+
+class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
+    """Activations of a pretrained CNN as features, at one or several input scales.
+
+    Each image is squashed to a square of side ``224 + 320·n`` for every scale ``n`` in
+    ``scales`` (the report's multi-scale inputs), run through the backbone — VGG's ``fc1``
+    and ``fc2`` as convolutions, so they give a spatial map at any scale — and the chosen
+    layers' maps are pooled over positions, then L2-normalised.
+
+    Activations are cached by image content (see :mod:`cnnfeatures.cache`): one forward pass
+    per image and scale computes every layer a grid search is likely to ask for (VGG:
+    ``block5_pool``, ``fc1``, ``fc2``; plus the asked layers) under both poolings, so the
+    clones that ``GridSearchCV`` makes for each candidate and fold reuse it.
+
+    Parameters
+    ----------
+    backbone : str, default="vgg19"
+        A key of :data:`cnnfeatures.backbones.BACKBONES` (vgg16, vgg19, xception, resnet50, ...).
+    layer : str or sequence of str, default="fc2"
+        Layer(s) to read; several layers' features are concatenated in the order given.
+    pooling : {"mean", "max"} or None, default="max"
+        Pooling over spatial positions. None returns local descriptors — one row per
+        position of every scale, per image — as a :class:`~cnnfeatures.LocalDescriptors`
+        (one layer only), which :class:`VLADEncoder` aggregates.
+    scales : tuple of int, default=(0,)
+        Scale numbers ``n``; the input side is ``224 + 320·n`` (224, 544, 864, ...).
+    scale_combination : {"pool", "concat"}, default="pool"
+        How several scales combine. ``"pool"``: the per-scale pooled vectors are pooled
+        again with the same pooling — the maximum over all positions of all scales for
+        ``"max"``, the average of the per-scale means for ``"mean"`` (each scale weighs the
+        same, so the many positions of a large scale do not drown the others); the length
+        does not depend on the number of scales. ``"concat"``: per-scale vectors are
+        concatenated (scale by scale within each layer).
+    weights : "imagenet", str, Path or None, default="imagenet"
+        ImageNet weights from Keras' cache, a Keras weights file, or None (random).
+    l2_normalize : bool, default=True
+        Divide each layer's vector (each scale's, with ``"concat"``; each descriptor, with
+        ``pooling=None``) by its L2 norm.
+    batch_size : int, default=16
+        Images per forward pass at side 224; larger sides take proportionally fewer.
+    cache : bool or str or Path, default=True
+        True: the process-wide memory cache (plus ``$CNNFEATURES_CACHE_DIR`` on disk when
+        set); a path: memory plus that directory, shared between processes; False: none.
+    verbose : int, default=0
+        0 is silent; 1 shows a progress bar while images are forwarded.
+
+    Attributes
+    ----------
+    layers_ : tuple of str
+        The layers read, in output order.
+    input_sides_ : tuple of int
+        Input side of each scale.
+    layer_widths_ : tuple of int
+        Number of channels of each layer.
+    n_features_out_ : int
+        Number of output features (columns), or the descriptor width with ``pooling=None``.
+
+    See Also
+    --------
+    cnnfeatures.VLADEncoder : aggregates local descriptors (``pooling=None``).
+
+    Notes
+    -----
+    ``fit`` learns nothing: it validates the parameters and builds (once per process) the
+    network, without any forward pass. The extractor holds no Keras object, so it clones and
+    pickles like any scikit-learn estimator; the network is rebuilt from its name and weights
+    in a new process.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cnnfeatures import CNNFeatureExtractor
+    >>> images = np.random.default_rng(0).integers(0, 255, (2, 64, 64, 3), dtype=np.uint8)
+    >>> ext = CNNFeatureExtractor(backbone="vgg16", layer="block5_pool", pooling="mean",
+    ...                           weights=None)
+    >>> ext.fit_transform(images).shape  # doctest: +SKIP
+    (2, 512)
+    """
+
+    _parameter_constraints: dict = {
+        "backbone": [str],  # checked against the registry in fit (it can grow)
+        "layer": [str, list, tuple],
+        "pooling": [StrOptions({"mean", "max"}), None],
+        "scales": [list, tuple],
+        "scale_combination": [StrOptions({"pool", "concat"})],
+        "weights": [str, os.PathLike, None],
+        "l2_normalize": ["boolean"],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "cache": ["boolean", str, os.PathLike],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(
+        self,
+        backbone: str = "vgg19",
+        layer: str | Sequence[str] = "fc2",
+        pooling: str | None = "max",
+        scales: Sequence[int] = (0,),
+        scale_combination: str = "pool",
+        weights: str | os.PathLike[str] | None = "imagenet",
+        l2_normalize: bool = True,
+        batch_size: int = 16,
+        cache: bool | str | os.PathLike[str] = True,
+        verbose: int = 0,
+    ):
+        self.backbone = backbone
+        self.layer = layer
+        self.pooling = pooling
+        self.scales = scales
+        self.scale_combination = scale_combination
+        self.weights = weights
+        self.l2_normalize = l2_normalize
+        self.batch_size = batch_size
+        self.cache = cache
+        self.verbose = verbose
+
+    # -- sklearn plumbing
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        # X is a sequence of images (paths or arrays), not a 2-D feature matrix: the
+        # estimator checks that feed numeric 2-D X do not apply.
+        tags.input_tags.two_d_array = False
+        tags.input_tags.three_d_array = True
+        tags.input_tags.string = True
+        tags.target_tags.required = False
+        tags.transformer_tags.preserves_dtype = []
+        tags.non_deterministic = self.weights is None
+        return tags
+
+    def _network(self) -> FeatureNetwork:
+        layers = _as_layers(self.layer)
+        need_fc = any(name in get_backbone(self.backbone).fc_layers for name in layers)
+        return get_feature_network(self.backbone, self.weights, need_fc=need_fc)
+
+    def fit(self, X, y=None):
+        """Validate parameters and images, and build the network (no forward pass).
+
+        Parameters
+        ----------
+        X : sequence of image sources
+            Paths or arrays (see :mod:`cnnfeatures.images`); only checked here.
+        y : ignored
+
+        Returns
+        -------
+        self : CNNFeatureExtractor
+        """
+        self._validate_params()
+        check_image_sources(X)
+        layers = _as_layers(self.layer)
+        if not layers or not all(isinstance(name, str) for name in layers):
+            raise ValueError(f"layer must be a layer name or a list of names, got {self.layer!r}")
+        if len(set(layers)) != len(layers):
+            raise ValueError(f"layer lists a layer twice: {self.layer!r}")
+        if self.pooling is None and len(layers) != 1:
+            raise ValueError(
+                "pooling=None (local descriptors) reads one layer at a time; got "
+                f"layer={self.layer!r}"
+            )
+        scales = _check_scales(self.scales)
+        net = self._network()
+        net.check_layers(layers)
+        warn_random_fc(net, layers)
+
+        self.layers_ = layers
+        self.input_sides_ = tuple(scale_side(n) for n in scales)
+        widths = [int(net.model.get_layer(name).output.shape[-1]) for name in layers]
+        self.layer_widths_ = tuple(widths)
+        self.n_features_out_ = (
+            widths[0] if self.pooling is None
+            else sum(widths) * (len(scales) if self.scale_combination == "concat" else 1)
+        )
+        return self
+
+    def _plan(self) -> _Plan:
+        net = self._network()
+        cached = [name for name in net.spec.pooled_layers
+                  if name not in net.spec.fc_layers or net.fc_pretrained]
+        forward = tuple(dict.fromkeys([*self.layers_, *cached]))
+        return _Plan(net, self.layers_, self.pooling, self.input_sides_, forward)
+
+    def _cache(self) -> ActivationCache | None:
+        if self.cache is False:
+            return None
+        if self.cache is True:
+            return get_cache(default_cache_dir())
+        return get_cache(self.cache)
+
+    def transform(self, X) -> np.ndarray | LocalDescriptors:
+        """Features of each image.
+
+        Parameters
+        ----------
+        X : sequence of image sources
+            Paths or arrays of any size.
+
+        Returns
+        -------
+        features : ndarray of shape (n_images, n_features_out_), float32
+            Or, with ``pooling=None``, a :class:`~cnnfeatures.LocalDescriptors`.
+        """
+        check_is_fitted(self, "layers_")
+        config = getattr(self, "_sklearn_output_config", {}).get("transform", "default")
+        if self.pooling is None and config != "default":
+            raise ValueError(
+                "pooling=None returns ragged local descriptors, which set_output(transform="
+                f"{config!r}) cannot hold; use set_output(transform='default')"
+            )
+        sources = check_image_sources(X)
+        plan = self._plan()
+        rows = self._extract(plan, sources)
+        if self.pooling is None:
+            return self._descriptors(rows)
+        return self._pooled(rows)
+
+    def _extract(self, plan: _Plan, sources) -> list[dict]:
+        """Per image, {(side, layer): array}; streams in chunks to bound memory."""
+        from tqdm.auto import tqdm
+
+        n = len(sources)
+        progress = None
+        if self.verbose:
+            progress = tqdm(total=n * len(plan.sides), desc="forward passes", unit="img",
+                            disable=None)
+        engine = _Extraction(plan, self._cache(), self.batch_size, progress)
+        chunk = max(256, 16 * self.batch_size)
+        rows: list[dict] = []
+        try:
+            for start in range(0, n, chunk):
+                part = [sources[i] for i in range(start, min(n, start + chunk))]
+                names = [image_name(s, start + k) for k, s in enumerate(part)]
+                payloads = [None if isinstance(s, np.ndarray) else read_image_bytes(s)
+                            for s in part]
+                digests = [image_digest(s, data) for s, data in zip(part, payloads)]
+                part_rows = engine.run(part, names, digests, payloads)
+                if self.pooling is not None:
+                    # Combine now so that only the pooled vectors outlive the chunk.
+                    part_rows = [{"vector": self._combine(r)} for r in part_rows]
+                rows.extend(part_rows)
+        finally:
+            if progress is not None:
+                progress.close()
+        return rows
+
+    def _combine(self, row: dict) -> np.ndarray:
+        blocks = []
+        for layer in self.layers_:
+            per_scale = [row[(side, layer)] for side in self.input_sides_]
+            if self.scale_combination == "concat":
+                blocks.extend(per_scale)
+            elif self.pooling == "max":
+                blocks.append(np.max(per_scale, axis=0))
+            else:
+                blocks.append(np.mean(per_scale, axis=0, dtype=np.float64).astype(np.float32))
+        if self.l2_normalize:
+            blocks = [_l2(b) for b in blocks]
+        return np.concatenate(blocks).astype(np.float32, copy=False)
+
+    def _pooled(self, rows: list[dict]) -> np.ndarray:
+        return np.stack([r["vector"] for r in rows]).astype(np.float32, copy=False)
+
+    def _descriptors(self, rows: list[dict]) -> LocalDescriptors:
+        layer = self.layers_[0]
+        arrays, scales = [], []
+        for row in rows:
+            per_scale = [row[(side, layer)] for side in self.input_sides_]
+            arrays.append(np.concatenate(per_scale).astype(np.float32, copy=False))
+            scales.append(np.concatenate(
+                [np.full(len(a), n, dtype=np.int16) for a, n in
+                 zip(per_scale, _check_scales(self.scales))]
+            ))
+        out = LocalDescriptors.from_arrays(
+            arrays, scales=scales, feature_names=self.get_feature_names_out()
+        )
+        if self.l2_normalize:
+            norms = np.linalg.norm(out.data, axis=1, keepdims=True)
+            np.divide(out.data, np.maximum(norms, 1e-12), out=out.data)
+        return out
+
+    def get_feature_names_out(self, input_features=None) -> np.ndarray:
+        """Names of the output columns: ``<layer>_<pooling>_<i>``, with ``_n<scale>`` for
+        ``scale_combination="concat"``.
+
+        Examples
+        --------
+        >>> ext = CNNFeatureExtractor(layer=["fc1"], weights=None)  # doctest: +SKIP
+        >>> ext.fit([np.zeros((8, 8))]).get_feature_names_out()[:2]  # doctest: +SKIP
+        array(['fc1_max_0', 'fc1_max_1'], dtype=object)
+        """
+        check_is_fitted(self, "layers_")
+        pooling = self.pooling or "local"
+        names = []
+        for layer, width in zip(self.layers_, self.layer_widths_):
+            if self.scale_combination == "concat" and self.pooling is not None:
+                for n in _check_scales(self.scales):
+                    names.extend(f"{layer}_n{n}_{pooling}_{j}" for j in range(width))
+            else:
+                names.extend(f"{layer}_{pooling}_{j}" for j in range(width))
+        return np.asarray(names, dtype=object)
+
+
+def _l2(v: np.ndarray) -> np.ndarray:
+    norm = float(np.linalg.norm(v))
+    return v / norm if norm > 0 else v
+
+
+def extract_features(
+    X: Sequence[ImageSource], **params
+) -> np.ndarray | LocalDescriptors:
+    """Shortcut for ``CNNFeatureExtractor(**params).fit_transform(X)``."""
+    return CNNFeatureExtractor(**params).fit_transform(X)
