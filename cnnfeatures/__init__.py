@@ -8,6 +8,7 @@ from .datasets import PATIENT_PATTERNS, load_image_folder
 from .descriptors import LocalDescriptors
 from .extraction import CNNFeatureExtractor, scale_side
 from .images import ImageLoadError, load_image
+from .vlad import VLADEncoder
 
 __version__ = "0.1.0.dev0"
 
@@ -19,4 +20,5 @@ __all__ = [
     "load_image",
     "load_image_folder",
     "scale_side",
+    "VLADEncoder",
 ]

@@ -275,31 +275,41 @@ class FeatureNetwork:
         layers = tuple(layers)
         with self._lock:
             if layers not in self._readers:
-                import keras
-                import tensorflow as tf
-
                 self.check_layers(layers)
-                sub = keras.Model(
-                    self.model.inputs, [self.model.get_layer(n).output for n in layers]
-                )
-                fn = tf.function(
-                    lambda x: sub(x, training=False),
-                    input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)],
-                    reduce_retracing=True,
-                )
-
-                def read(batch: np.ndarray, _fn=fn) -> list[np.ndarray]:
-                    out = _fn(tf.convert_to_tensor(batch, tf.float32))
-                    if not isinstance(out, (list, tuple)):
-                        out = [out]
-                    return [o.numpy() for o in out]
-
-                self._readers[layers] = read
+                self._readers[layers] = _make_reader(self.model, layers)
             return self._readers[layers]
 
     def preprocess(self, images: np.ndarray) -> np.ndarray:
         """Apply the backbone's ``preprocess_input`` to float32 RGB 0–255 images."""
         return self.spec.preprocess_input(np.array(images, dtype=np.float32, copy=True))
+
+
+def _make_reader(model, layers: tuple[str, ...]) -> Callable[[np.ndarray], list[np.ndarray]]:
+    import keras
+
+    sub = keras.Model(model.inputs, [model.get_layer(n).output for n in layers])
+    if keras.backend.backend() != "tensorflow":
+        # JAX / PyTorch backends (Keras 3): Keras compiles per input shape itself.
+        def read_any(batch: np.ndarray) -> list[np.ndarray]:
+            out = sub.predict_on_batch(np.asarray(batch, np.float32))
+            return [np.asarray(o) for o in (out if isinstance(out, (list, tuple)) else [out])]
+
+        return read_any
+
+    import tensorflow as tf
+
+    # One trace serves every batch size and side: no retracing per scale.
+    fn = tf.function(
+        lambda x: sub(x, training=False),
+        input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)],
+        reduce_retracing=True,
+    )
+
+    def read(batch: np.ndarray) -> list[np.ndarray]:
+        out = fn(tf.convert_to_tensor(batch, tf.float32))
+        return [o.numpy() for o in (out if isinstance(out, (list, tuple)) else [out])]
+
+    return read
 
 
 def _vgg_fully_convolutional(spec: BackboneSpec):

@@ -73,23 +73,19 @@ def _has_split(root: str, split: str) -> bool:
 # --------------------------------------------------------------------------- commands
 
 
-def cmd_describe(args) -> int:
-    splits = [args.split] if args.split else (
-        [d for d in sorted(os.listdir(args.root)) if os.path.isdir(os.path.join(args.root, d))
-         and any(os.path.isdir(os.path.join(args.root, d, c))
-                 for c in os.listdir(os.path.join(args.root, d)))]
-    )
-    if args.split is None and not splits:
-        splits = [None]
-    # A folder whose sub-folders hold images directly is a <root>/<class> layout.
-    from .images import is_image_file
+def _splits(root: str) -> list[str | None]:
+    """The split folders of a <root>/<split>/<class>/<image> layout, or [None] when flat."""
+    if not os.path.isdir(root):
+        raise FileNotFoundError(f"{root}: dataset folder not found")
+    subdirs = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
+    nested = [d for d in subdirs
+              if all(os.path.isdir(os.path.join(root, d, c)) for c in os.listdir(
+                  os.path.join(root, d))) and os.listdir(os.path.join(root, d))]
+    return nested if nested and len(nested) == len(subdirs) else [None]
 
-    flat = args.split is None and any(
-        is_image_file(f) for d in splits if d for f in os.listdir(os.path.join(args.root, d))
-    )
-    if flat:
-        splits = [None]
-    for split in splits:
+
+def cmd_describe(args) -> int:
+    for split in [args.split] if args.split else _splits(args.root):
         data = _load(args.root, split, args.group_pattern)
         counts = np.bincount(data.target, minlength=len(data.target_names))
         print(f"{data.root}: {len(data.filenames)} images, {len(data.target_names)} classes")

@@ -1,30 +1,87 @@
-"""A ragged container of local descriptors: a variable number of rows per image."""
+"""A ragged container of local descriptors: a variable number of rows per image.
+
+Local CNN descriptors are large (VGG ``block5_pool`` at scales 0, 1 and 2 gives about 1,070
+rows of 512 floats per image: 11 GB for the chest X-ray set), so the rows may live in memory
+or in a temporary file that is read image by image — never mapped whole — which keeps the
+memory of a pipeline bounded whatever the number of images.
+"""
 
 from __future__ import annotations
 
+import os
+import tempfile
+import weakref
 from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["LocalDescriptors"]
+__all__ = ["DescriptorWriter", "LocalDescriptors"]
+
+#: A DescriptorWriter keeps rows in memory up to this many bytes, then moves them to a file.
+SPILL_BYTES = 256 << 20
+
+
+class _FileRows:
+    """Rows of a float32 matrix in a raw file, read with plain file I/O.
+
+    ``np.memmap`` would leave every page it touched resident in the process; reading with
+    ``np.fromfile`` keeps only the rows being used. The file is deleted when the last
+    container using it is garbage collected.
+    """
+
+    def __init__(self, path: str, n_features: int, n_rows: int, owned: bool = True):
+        self.path = path
+        self.n_features = n_features
+        self.n_rows = n_rows
+        if owned:
+            self._finalizer = weakref.finalize(self, _unlink, path)
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        itemsize = np.dtype(np.float32).itemsize
+        count = (stop - start) * self.n_features
+        out = np.fromfile(self.path, dtype=np.float32, count=count,
+                          offset=start * self.n_features * itemsize)
+        return out.reshape(stop - start, self.n_features)
+
+    def __reduce__(self):
+        # Pickling (joblib workers, dumps) carries the rows themselves, not a path that
+        # another process or machine may not have.
+        return (_rows_from_array, (self.read(0, self.n_rows),))
+
+
+def _rows_from_array(array: np.ndarray) -> np.ndarray:
+    return array
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def _read(storage, start: int, stop: int) -> np.ndarray:
+    if isinstance(storage, np.ndarray):
+        return storage[start:stop]
+    return storage.read(start, stop)
 
 
 class LocalDescriptors(Sequence):
-    """Local descriptors of ``n`` images, stored as one 2-D array and row offsets.
+    """Local descriptors of ``n`` images: a 2-D array of rows and each image's row range.
 
     This is what :class:`~cnnfeatures.CNNFeatureExtractor` returns with ``pooling=None``:
     one row per spatial position of the layer's map, for every scale, image by image.
-    Rows of image ``i`` are ``data[offsets[i]:offsets[i + 1]]``; ``scales`` gives the scale
-    ``n`` each row comes from. ``descriptors[i]`` is that 2-D array, and indexing with a
-    slice, a list or an integer array returns a new ``LocalDescriptors`` of the selected
-    images, so scikit-learn's cross-validation can split it.
+    ``descriptors[i]`` is image ``i``'s 2-D array; indexing with a slice, a list or an integer
+    array returns a new ``LocalDescriptors`` of the selected images that shares the rows, so
+    scikit-learn's cross-validation can split it without copying.
 
     Parameters
     ----------
-    data : ndarray of shape (n_descriptors, n_features)
-    offsets : ndarray of shape (n_images + 1,)
-        Non-decreasing, starting at 0 and ending at ``len(data)``.
-    scales : ndarray of shape (n_descriptors,), optional
+    data : ndarray of shape (n_rows, n_features), or file-backed rows
+    starts, counts : ndarray of shape (n_images,)
+        Image ``i`` owns rows ``starts[i]`` to ``starts[i] + counts[i]``.
+    scales : ndarray of shape (n_rows,), optional
+        The scale ``n`` each row comes from.
     feature_names : array of str, optional
 
     Examples
@@ -33,23 +90,24 @@ class LocalDescriptors(Sequence):
     >>> d = LocalDescriptors.from_arrays([np.zeros((2, 3)), np.ones((4, 3))])
     >>> len(d), d.n_features, d[1].shape, d.counts.tolist()
     (2, 3, (4, 3), [2, 4])
+    >>> d[[1]].counts.tolist()
+    [4]
     """
 
-    def __init__(self, data, offsets, scales=None, feature_names=None):
-        data = np.asarray(data)
-        offsets = np.asarray(offsets, dtype=np.int64)
-        if data.ndim != 2:
-            raise ValueError(f"data must be 2-D (n_descriptors, n_features), got {data.shape}")
-        if (
-            offsets.ndim != 1 or len(offsets) < 1 or offsets[0] != 0
-            or offsets[-1] != len(data) or np.any(np.diff(offsets) < 0)
-        ):
-            raise ValueError(
-                "offsets must be non-decreasing, start at 0 and end at len(data)"
-            )
-        self.data = data
-        self.offsets = offsets
-        self.scales = None if scales is None else np.asarray(scales)
+    def __init__(self, data, starts, counts, scales=None, feature_names=None):
+        starts = np.asarray(starts, dtype=np.int64)
+        counts = np.asarray(counts, dtype=np.int64)
+        if isinstance(data, np.ndarray) and data.ndim != 2:
+            raise ValueError(f"data must be 2-D (n_rows, n_features), got shape {data.shape}")
+        if starts.shape != counts.shape or starts.ndim != 1:
+            raise ValueError("starts and counts must be 1-D arrays of the same length")
+        n_rows = data.shape[0] if isinstance(data, np.ndarray) else data.n_rows
+        if np.any(counts < 0) or np.any(starts < 0) or np.any(starts + counts > n_rows):
+            raise ValueError("every image's rows must lie within data")
+        self._data = data
+        self.starts = starts
+        self.counts = counts
+        self._scales = None if scales is None else np.asarray(scales)
         self.feature_names = None if feature_names is None else np.asarray(feature_names)
 
     @classmethod
@@ -63,27 +121,55 @@ class LocalDescriptors(Sequence):
                 raise ValueError(f"descriptors of image {i} must be 2-D, got shape {a.shape}")
         widths = {a.shape[1] for a in arrays}
         if len(widths) > 1:
-            raise ValueError(f"all images need the same number of features, got {widths}")
-        offsets = np.concatenate([[0], np.cumsum([len(a) for a in arrays])])
+            raise ValueError(f"all images need the same number of features, got {sorted(widths)}")
+        counts = np.array([len(a) for a in arrays])
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
         scales_all = None if scales is None else np.concatenate(scales)
-        return cls(np.concatenate(arrays), offsets, scales_all, feature_names)
+        return cls(np.concatenate(arrays), starts, counts, scales_all, feature_names)
 
+    # -- sizes
     def __len__(self) -> int:
-        return len(self.offsets) - 1
+        return len(self.starts)
 
     @property
     def n_features(self) -> int:
-        return self.data.shape[1]
+        return self._data.shape[1] if isinstance(self._data, np.ndarray) else self._data.n_features
 
     @property
-    def counts(self) -> np.ndarray:
-        """Number of descriptors of each image."""
-        return np.diff(self.offsets)
+    def n_descriptors(self) -> int:
+        return int(self.counts.sum())
 
     @property
     def shape(self) -> tuple[int, ...]:
-        # (n_images,) so that len-based checks in scikit-learn see the number of samples.
+        # (n_images,): scikit-learn's length checks then see the number of samples.
         return (len(self),)
+
+    @property
+    def in_memory(self) -> bool:
+        return isinstance(self._data, np.ndarray)
+
+    # -- rows
+    @property
+    def offsets(self) -> np.ndarray:
+        """Row offsets of the images in :attr:`data` (``n_images + 1`` values)."""
+        return np.concatenate([[0], np.cumsum(self.counts)])
+
+    @property
+    def data(self) -> np.ndarray:
+        """All rows, image after image (loads file-backed rows into memory)."""
+        if self.in_memory and len(self) and np.array_equal(
+            self.starts, self.offsets[:-1] + self.starts[0]
+        ):
+            return self._data[self.starts[0] : self.starts[0] + self.n_descriptors]
+        return np.concatenate([self[i] for i in range(len(self))]) if len(self) else \
+            np.zeros((0, self.n_features), np.float32)
+
+    @property
+    def scales(self) -> np.ndarray | None:
+        """The scale of each row of :attr:`data`."""
+        if self._scales is None:
+            return None
+        return np.concatenate([self._scales[s : s + c] for s, c in zip(self.starts, self.counts)])
 
     def __getitem__(self, index):
         if isinstance(index, (int, np.integer)):
@@ -92,20 +178,84 @@ class LocalDescriptors(Sequence):
                 i += len(self)
             if not 0 <= i < len(self):
                 raise IndexError(f"image index {index} out of range for {len(self)} images")
-            return self.data[self.offsets[i] : self.offsets[i + 1]]
-        indices = np.arange(len(self))[index]
-        rows = [np.arange(self.offsets[i], self.offsets[i + 1]) for i in indices]
-        rows_all = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
-        offsets = np.concatenate([[0], np.cumsum([len(r) for r in rows])])
-        scales = None if self.scales is None else self.scales[rows_all]
-        return LocalDescriptors(self.data[rows_all], offsets, scales, self.feature_names)
+            start = int(self.starts[i])
+            return _read(self._data, start, start + int(self.counts[i]))
+        selected = np.arange(len(self))[index]
+        return LocalDescriptors(self._data, self.starts[selected], self.counts[selected],
+                                self._scales, self.feature_names)
 
     def __iter__(self):
         for i in range(len(self)):
             yield self[i]
 
     def __repr__(self) -> str:
+        where = "memory" if self.in_memory else "file"
         return (
-            f"LocalDescriptors(n_images={len(self)}, n_descriptors={len(self.data)}, "
-            f"n_features={self.n_features})"
+            f"LocalDescriptors(n_images={len(self)}, n_descriptors={self.n_descriptors}, "
+            f"n_features={self.n_features}, in {where})"
         )
+
+
+class DescriptorWriter:
+    """Collect descriptors image by image; past ``spill_bytes`` they go to a temporary file.
+
+    Parameters
+    ----------
+    n_features : int
+    spill_bytes : int, default=SPILL_BYTES
+        Rows kept in memory before moving everything to a file in ``directory``.
+    directory : str, optional
+        Where the temporary file goes (default: ``$CNNFEATURES_TMPDIR`` or the system's).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> w = DescriptorWriter(2)
+    >>> w.append(np.ones((3, 2), np.float32)); w.append(np.zeros((1, 2), np.float32))
+    >>> w.finish().counts.tolist()
+    [3, 1]
+    """
+
+    def __init__(self, n_features: int, spill_bytes: int = SPILL_BYTES,
+                 directory: str | None = None):
+        self.n_features = n_features
+        self.spill_bytes = spill_bytes
+        self.directory = directory or os.environ.get("CNNFEATURES_TMPDIR") or None
+        self._chunks: list[np.ndarray] = []
+        self._scales: list[np.ndarray] = []
+        self._counts: list[int] = []
+        self._bytes = 0
+        self._file = None
+        self._path: str | None = None
+
+    def append(self, rows: np.ndarray, scales: np.ndarray | None = None) -> None:
+        rows = np.ascontiguousarray(rows, dtype=np.float32)
+        if rows.ndim != 2 or rows.shape[1] != self.n_features:
+            raise ValueError(f"expected rows of {self.n_features} features, got {rows.shape}")
+        self._counts.append(len(rows))
+        if scales is not None:
+            self._scales.append(np.asarray(scales, dtype=np.int16))
+        if self._file is not None:
+            rows.tofile(self._file)
+            return
+        self._chunks.append(rows)
+        self._bytes += rows.nbytes
+        if self._bytes > self.spill_bytes:
+            fd, self._path = tempfile.mkstemp(prefix="cnnfeatures-descriptors-", suffix=".f32",
+                                              dir=self.directory)
+            self._file = os.fdopen(fd, "wb")
+            for chunk in self._chunks:
+                chunk.tofile(self._file)
+            self._chunks = []
+
+    def finish(self, feature_names=None) -> LocalDescriptors:
+        counts = np.asarray(self._counts, dtype=np.int64)
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]]) if len(counts) else counts
+        scales = np.concatenate(self._scales) if self._scales else None
+        if self._file is not None:
+            self._file.close()
+            data = _FileRows(self._path, self.n_features, int(counts.sum()))
+        else:
+            data = (np.concatenate(self._chunks) if self._chunks
+                    else np.zeros((0, self.n_features), np.float32))
+        return LocalDescriptors(data, starts, counts, scales, feature_names)

@@ -17,7 +17,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from .backbones import FeatureNetwork, get_backbone, get_feature_network, warn_random_fc
 from .cache import ActivationCache, default_cache_dir, get_cache, make_key
-from .descriptors import LocalDescriptors
+from .descriptors import DescriptorWriter, LocalDescriptors
 from .images import (
     ImageSource,
     check_image_sources,
@@ -415,13 +415,15 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
             )
         sources = check_image_sources(X)
         plan = self._plan()
-        rows = self._extract(plan, sources)
         if self.pooling is None:
-            return self._descriptors(rows)
-        return self._pooled(rows)
+            writer = DescriptorWriter(self.layer_widths_[0])
+            for row in self._extract(plan, sources):
+                writer.append(*self._local(row))
+            return writer.finish(self.get_feature_names_out())
+        return np.stack([self._combine(row) for row in self._extract(plan, sources)])
 
-    def _extract(self, plan: _Plan, sources) -> list[dict]:
-        """Per image, {(side, layer): array}; streams in chunks to bound memory."""
+    def _extract(self, plan: _Plan, sources) -> Iterator[dict]:
+        """Yield, per image, {(side, layer): array}; streams in chunks to bound memory."""
         from tqdm.auto import tqdm
 
         n = len(sources)
@@ -430,8 +432,8 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
             progress = tqdm(total=n * len(plan.sides), desc="forward passes", unit="img",
                             disable=None)
         engine = _Extraction(plan, self._cache(), self.batch_size, progress)
-        chunk = max(256, 16 * self.batch_size)
-        rows: list[dict] = []
+        # Local maps are large: hold fewer images' worth at a time.
+        chunk = max(256, 16 * self.batch_size) if self.pooling else max(32, self.batch_size)
         try:
             for start in range(0, n, chunk):
                 part = [sources[i] for i in range(start, min(n, start + chunk))]
@@ -439,15 +441,10 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
                 payloads = [None if isinstance(s, np.ndarray) else read_image_bytes(s)
                             for s in part]
                 digests = [image_digest(s, data) for s, data in zip(part, payloads)]
-                part_rows = engine.run(part, names, digests, payloads)
-                if self.pooling is not None:
-                    # Combine now so that only the pooled vectors outlive the chunk.
-                    part_rows = [{"vector": self._combine(r)} for r in part_rows]
-                rows.extend(part_rows)
+                yield from engine.run(part, names, digests, payloads)
         finally:
             if progress is not None:
                 progress.close()
-        return rows
 
     def _combine(self, row: dict) -> np.ndarray:
         blocks = []
@@ -463,26 +460,15 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
             blocks = [_l2(b) for b in blocks]
         return np.concatenate(blocks).astype(np.float32, copy=False)
 
-    def _pooled(self, rows: list[dict]) -> np.ndarray:
-        return np.stack([r["vector"] for r in rows]).astype(np.float32, copy=False)
-
-    def _descriptors(self, rows: list[dict]) -> LocalDescriptors:
+    def _local(self, row: dict) -> tuple[np.ndarray, np.ndarray]:
+        """One image's descriptors of every scale, and the scale of each row."""
         layer = self.layers_[0]
-        arrays, scales = [], []
-        for row in rows:
-            per_scale = [row[(side, layer)] for side in self.input_sides_]
-            arrays.append(np.concatenate(per_scale).astype(np.float32, copy=False))
-            scales.append(np.concatenate(
-                [np.full(len(a), n, dtype=np.int16) for a, n in
-                 zip(per_scale, _check_scales(self.scales))]
-            ))
-        out = LocalDescriptors.from_arrays(
-            arrays, scales=scales, feature_names=self.get_feature_names_out()
-        )
+        per_scale = [row[(side, layer)] for side in self.input_sides_]
+        rows = np.concatenate(per_scale).astype(np.float32)
         if self.l2_normalize:
-            norms = np.linalg.norm(out.data, axis=1, keepdims=True)
-            np.divide(out.data, np.maximum(norms, 1e-12), out=out.data)
-        return out
+            rows /= np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
+        scales = np.repeat(np.asarray(self.scales, dtype=np.int16), [len(a) for a in per_scale])
+        return rows, scales
 
     def get_feature_names_out(self, input_features=None) -> np.ndarray:
         """Names of the output columns: ``<layer>_<pooling>_<i>``, with ``_n<scale>`` for
