@@ -312,12 +312,18 @@ def _make_reader(model, layers: tuple[str, ...]) -> Callable[[np.ndarray], list[
     return read
 
 
-def _vgg_fully_convolutional(spec: BackboneSpec):
-    """VGG with fc1/fc2/predictions as convolutions on a free-size input."""
+def _vgg_fully_convolutional(spec: BackboneSpec, with_fc: bool = True):
+    """VGG with fc1/fc2/predictions as convolutions on a free-size input.
+
+    Without ``with_fc``, only the convolutional base is built: the fc layers hold 120
+    million parameters that a no-top weights file cannot fill anyway.
+    """
     import keras
     from keras import layers
 
     base = spec.keras_constructor(include_top=False, weights=None, input_shape=(None, None, 3))
+    if not with_fc:
+        return base
     x = base.output
     x = layers.Conv2D(4096, 7, activation="relu", name="fc1")(x)
     x = layers.Conv2D(4096, 1, activation="relu", name="fc2")(x)
@@ -357,8 +363,10 @@ def get_feature_network(
     weights : "imagenet", path or None
         See the module docstring.
     need_fc : bool, default=False
-        For VGG with ``"imagenet"`` weights: also fetch the top's weights (a larger
-        download). Files are read whole, top included when they hold it.
+        Build VGG's fc layers even when the weights do not hold them (they stay random and
+        reading them warns). With ``"imagenet"``, also fetch the top's weights (a larger
+        download). Weights files that hold the top always get their fc layers; random
+        networks always have them.
 
     Returns
     -------
@@ -372,17 +380,46 @@ def get_feature_network(
     """
     spec = get_backbone(backbone)
     ref = _resolve_weights(weights)
-    key = (spec.name, ref.key)
+    if not spec.fc_layers:
+        with_fc = False
+    elif ref.kind == "random":
+        with_fc = True
+    elif ref.kind == "imagenet":
+        with_fc = need_fc
+    else:
+        with_fc = need_fc or _file_has_top(ref.key) is not False
     with _NETWORKS_LOCK:
-        net = _NETWORKS.get(key)
-        if net is not None and (net.fc_pretrained or not need_fc or ref.kind != "imagenet"):
-            return net
-        net = _build_network(spec, ref, need_fc)
-        _NETWORKS[key] = net
+        # A network that has the fc layers serves requests that do not need them too.
+        for key in ((spec.name, ref.key, True), (spec.name, ref.key, with_fc)):
+            if key in _NETWORKS:
+                return _NETWORKS[key]
+        net = _NETWORKS[(spec.name, ref.key, with_fc)] = _build_network(spec, ref, with_fc)
         return net
 
 
-def _build_network(spec: BackboneSpec, ref: _WeightsRef, need_fc: bool) -> FeatureNetwork:
+@lru_cache(maxsize=32)
+def _file_has_top(key: tuple) -> bool | None:
+    """Whether a weights file holds the Dense top: True, False, or None when unsure.
+
+    Reading the names is cheap; building a topped model to find out would cost gigabytes.
+    Keras 3 files name groups after layer classes (``dense``), legacy ones after layers
+    (``fc1``).
+    """
+    import h5py
+
+    try:
+        with h5py.File(key[1], "r") as f:
+            names: list[str] = []
+            f.visit(names.append)
+    except OSError:  # not HDF5 (a .keras archive, say): let Keras try
+        return None
+    leaves = {name.rsplit("/", 2)[-1] for name in names} | {
+        part for name in names for part in name.split("/")
+    }
+    return any(part.startswith("dense") or part in _VGG_FC for part in leaves)
+
+
+def _build_network(spec: BackboneSpec, ref: _WeightsRef, with_fc: bool) -> FeatureNetwork:
     if ref.kind == "random":
         weights_id = f"random-{uuid.uuid4().hex}"
     elif ref.kind == "imagenet":
@@ -399,20 +436,21 @@ def _build_network(spec: BackboneSpec, ref: _WeightsRef, need_fc: bool) -> Featu
             model = _build_donor(spec, ref, include_top=False)
         return FeatureNetwork(spec, model, weights_id, fc_pretrained=False)
 
-    model = _vgg_fully_convolutional(spec)
+    model = _vgg_fully_convolutional(spec, with_fc)
     if ref.kind == "random":
-        return FeatureNetwork(spec, model, weights_id, fc_pretrained=True)
+        return FeatureNetwork(spec, model, weights_id, fc_pretrained=with_fc)
+    top = with_fc if ref.kind == "imagenet" else _file_has_top(ref.key)
     donor = None
-    if ref.kind == "file" or need_fc:
+    if top is not False:
         try:
             with warnings.catch_warnings():
                 # Keras warns about every missing group before it raises for a no-top file.
                 warnings.simplefilter("ignore")
                 donor = _build_donor(spec, ref, include_top=True)
         except ValueError:
-            if ref.kind != "file":
+            if ref.kind != "file" or top is True:
                 raise
-    fc_pretrained = donor is not None
+    fc_pretrained = donor is not None and with_fc
     if donor is None:
         donor = _build_donor(spec, ref, include_top=False)
     _copy_weights(model, donor, spec)

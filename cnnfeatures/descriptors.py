@@ -18,7 +18,7 @@ import numpy as np
 __all__ = ["DescriptorWriter", "LocalDescriptors"]
 
 #: A DescriptorWriter keeps rows in memory up to this many bytes, then moves them to a file.
-SPILL_BYTES = 256 << 20
+SPILL_BYTES = 128 << 20
 
 
 class _FileRows:

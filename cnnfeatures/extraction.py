@@ -381,8 +381,8 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
 
     def _plan(self) -> _Plan:
         net = self._network()
-        cached = [name for name in net.spec.pooled_layers
-                  if name not in net.spec.fc_layers or net.fc_pretrained]
+        cached = [name for name in net.spec.pooled_layers if name in net.layer_names
+                  and (name not in net.spec.fc_layers or net.fc_pretrained)]
         forward = tuple(dict.fromkeys([*self.layers_, *cached]))
         return _Plan(net, self.layers_, self.pooling, self.input_sides_, forward)
 
