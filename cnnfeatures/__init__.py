@@ -4,16 +4,22 @@ Public names are re-exported here; each lives in a module of its own idea
 (images, datasets, backbones, cache, extraction, ...).
 """
 
+from .augmentation import AugmentationPolicy, ImageAugmenter, augmentation_grid
 from .datasets import PATIENT_PATTERNS, load_image_folder
 from .descriptors import LocalDescriptors
 from .extraction import CNNFeatureExtractor, scale_side
 from .images import ImageLoadError, load_image
+from .preprocessing import CLAHETransformer
 from .vlad import VLADEncoder
 
 __version__ = "0.1.0.dev0"
 
 __all__ = [
     "PATIENT_PATTERNS",
+    "AugmentationPolicy",
+    "CLAHETransformer",
+    "ImageAugmenter",
+    "augmentation_grid",
     "CNNFeatureExtractor",
     "ImageLoadError",
     "LocalDescriptors",

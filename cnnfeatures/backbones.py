@@ -266,28 +266,42 @@ class FeatureNetwork:
                 f"{list(self.layer_names)}"
             )
 
-    def reader(self, layers: Sequence[str]) -> Callable[[np.ndarray], list[np.ndarray]]:
-        """A function mapping a preprocessed batch (n, s, s, 3) to the named layers' maps.
+    def reader(self, outputs: Sequence[str | tuple[str, str]]
+               ) -> Callable[[np.ndarray], list[np.ndarray]]:
+        """A function mapping a preprocessed batch (n, s, s, 3) to the asked outputs.
 
-        The graph is traced once for any batch size and side, and only the part of the
-        network the layers need is computed.
+        Each output is a layer name (its map, ``(n, h, w, c)``) or a pair ``(layer, kind)``
+        with kind ``"map"``, ``"mean"`` or ``"max"``: pooled over positions inside the graph,
+        ``(n, c)``, so large maps never leave the network. The graph is traced once for any
+        batch size and side, and only the part of the network the outputs need is computed.
         """
-        layers = tuple(layers)
+        outputs = tuple((o, "map") if isinstance(o, str) else tuple(o) for o in outputs)
         with self._lock:
-            if layers not in self._readers:
-                self.check_layers(layers)
-                self._readers[layers] = _make_reader(self.model, layers)
-            return self._readers[layers]
+            if outputs not in self._readers:
+                self.check_layers([layer for layer, _ in outputs])
+                self._readers[outputs] = _make_reader(self.model, outputs)
+            return self._readers[outputs]
 
     def preprocess(self, images: np.ndarray) -> np.ndarray:
         """Apply the backbone's ``preprocess_input`` to float32 RGB 0–255 images."""
         return self.spec.preprocess_input(np.array(images, dtype=np.float32, copy=True))
 
 
-def _make_reader(model, layers: tuple[str, ...]) -> Callable[[np.ndarray], list[np.ndarray]]:
+def _make_reader(model, outputs: tuple[tuple[str, str], ...]
+                 ) -> Callable[[np.ndarray], list[np.ndarray]]:
     import keras
 
-    sub = keras.Model(model.inputs, [model.get_layer(n).output for n in layers])
+    tensors = []
+    for layer, kind in outputs:
+        x = model.get_layer(layer).output
+        if kind == "mean":
+            x = keras.layers.GlobalAveragePooling2D()(x)
+        elif kind == "max":
+            x = keras.layers.GlobalMaxPooling2D()(x)
+        elif kind != "map":
+            raise ValueError(f"output kind must be 'map', 'mean' or 'max', got {kind!r}")
+        tensors.append(x)
+    sub = keras.Model(model.inputs, tensors)
     if keras.backend.backend() != "tensorflow":
         # JAX / PyTorch backends (Keras 3): Keras compiles per input shape itself.
         def read_any(batch: np.ndarray) -> list[np.ndarray]:

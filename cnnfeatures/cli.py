@@ -195,6 +195,24 @@ def cmd_grid(args) -> int:
     return 0
 
 
+def cmd_augment(args) -> int:
+    from PIL import Image
+
+    from .augmentation import ImageAugmenter, augmentation_grid
+
+    augmenter = ImageAugmenter(
+        rotation=args.rotation, zoom=args.zoom, shift=args.shift, shear=args.shear,
+        crop=args.crop, brightness=args.brightness, contrast=args.contrast, gamma=args.gamma,
+        elastic_alpha=args.elastic_alpha, vertical_flip=args.vertical_flip,
+    )
+    augmenter._validate_params()
+    grid = augmentation_grid(args.image, augmenter, n=args.n, columns=args.columns,
+                             random_state=args.seed)
+    Image.fromarray(grid).save(args.output)
+    print(f"{args.image}: original + {args.n} augmented views -> {args.output}")
+    return 0
+
+
 def cmd_cache(args) -> int:
     from .cache import default_cache_dir, get_cache
 
@@ -255,6 +273,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", default="grid_results")
     _add_extractor_args(p, many=True)
     p.set_defaults(func=cmd_grid)
+
+    p = sub.add_parser("augment", help="save a grid of augmented views of one image")
+    p.add_argument("image")
+    p.add_argument("-n", type=int, default=8, help="number of augmented views")
+    p.add_argument("--columns", type=int, default=3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("-o", "--output", default="augmentations.png")
+    defaults = {"rotation": 15.0, "zoom": 0.1, "shift": 0.05, "shear": 0.0, "crop": 0.0,
+                "brightness": 0.1, "contrast": 0.1, "gamma": 0.0, "elastic_alpha": 0.0}
+    for name, value in defaults.items():
+        p.add_argument(f"--{name.replace('_', '-')}", type=float, default=value)
+    p.add_argument("--vertical-flip", action="store_true")
+    p.set_defaults(func=cmd_augment)
 
     p = sub.add_parser("cache", help="inspect or clear a disk activation cache")
     p.add_argument("action", choices=["info", "clear"])

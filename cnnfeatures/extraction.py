@@ -20,6 +20,7 @@ from .cache import ActivationCache, default_cache_dir, get_cache, make_key
 from .descriptors import DescriptorWriter, LocalDescriptors
 from .images import (
     ImageSource,
+    TransientImage,
     check_image_sources,
     image_digest,
     image_name,
@@ -80,19 +81,23 @@ class _Plan:
     sides: tuple[int, ...]
     forward_layers: tuple[str, ...]  # computed on every forward pass (asked + cached)
 
+    @property
+    def outputs(self) -> tuple[tuple[str, str], ...]:
+        """What one forward pass returns: both poolings of every forwarded layer (a grid
+        over layer x pooling then costs one pass), plus the map of the asked layer when
+        local descriptors are wanted (maps are large: only then do they leave the graph)."""
+        pooled = tuple((layer, kind) for layer in self.forward_layers
+                       for kind in ("mean", "max"))
+        if self.pooling is None:
+            return pooled + tuple((layer, "map") for layer in self.layers)
+        return pooled
+
     def key(self, digest: str, side: int, layer: str, pooling: str | None) -> str:
         return make_key(digest, self.net.spec.name, self.net.weights_id, side, layer, pooling)
 
     def wanted(self, digest: str, side: int) -> list[tuple[str, str | None, str]]:
         return [(layer, self.pooling, self.key(digest, side, layer, self.pooling))
                 for layer in self.layers]
-
-
-def _pool(maps: np.ndarray, pooling: str) -> np.ndarray:
-    """Pool (n, h, w, c) maps over positions to (n, c)."""
-    if pooling == "mean":
-        return maps.mean(axis=(1, 2), dtype=np.float64).astype(np.float32)
-    return maps.max(axis=(1, 2))
 
 
 def _prefetch(tasks: Iterable[Callable[[], object]], depth: int = 2) -> Iterator[object]:
@@ -119,7 +124,7 @@ class _Extraction:
         self.cache = cache
         self.batch_size = batch_size
         self.progress = progress
-        self.reader = plan.net.reader(plan.forward_layers)
+        self.reader = plan.net.reader(plan.outputs)
 
     def side_batch(self, side: int) -> int:
         # batch_size counts images at side 224; larger sides take proportionally fewer per
@@ -131,10 +136,14 @@ class _Extraction:
         plan = self.plan
         results: list[dict] = [{} for _ in sources]
         missing: dict[int, list[int]] = {side: [] for side in plan.sides}
+        # Augmented copies are new content every time: caching them would only grow the
+        # cache, so they are neither looked up nor stored.
+        self.cacheable = [not isinstance(s, TransientImage) for s in sources]
         for i, digest in enumerate(digests):
             for side in plan.sides:
                 for layer, _, key in plan.wanted(digest, side):
-                    value = self.cache.get(key) if self.cache is not None else None
+                    value = (self.cache.get(key)
+                             if self.cache is not None and self.cacheable[i] else None)
                     if value is None:
                         missing[side].append(i)
                         break
@@ -155,28 +164,24 @@ class _Extraction:
             return batch, plan.net.preprocess(np.stack(images))
 
         for batch, x in _prefetch(lambda b=b: load(b) for b in batches):
-            maps = dict(zip(plan.forward_layers, self.reader(x)))
+            values = dict(zip(plan.outputs, self.reader(x)))
             with _FORWARD_LOCK:
                 _FORWARD_COUNTS[(plan.net.spec.name, plan.net.weights_id, side)] += len(batch)
-            self._store(side, batch, digests, maps, results)
+            self._store(side, batch, digests, values, results)
             if self.progress is not None:
                 self.progress.update(len(batch))
 
-    def _store(self, side, batch, digests, maps, results):
+    def _store(self, side, batch, digests, values, results):
         plan = self.plan
-        for layer, m in maps.items():
-            # Keep both poolings of every forwarded layer: a grid over layer x pooling then
-            # costs one pass. Local maps are kept only when asked (they are large).
-            entries = {"mean": _pool(m, "mean"), "max": _pool(m, "max")}
-            if plan.pooling is None and layer in plan.layers:
-                entries[None] = m.reshape(len(m), -1, m.shape[-1])
-            for pooling, values in entries.items():
-                for j, i in enumerate(batch):
-                    key = plan.key(digests[i], side, layer, pooling)
-                    if self.cache is not None:
-                        self.cache.put(key, values[j])
-                    if pooling == plan.pooling and layer in plan.layers:
-                        results[i][(side, layer)] = values[j]
+        for (layer, kind), array in values.items():
+            pooling = None if kind == "map" else kind
+            if pooling is None:
+                array = array.reshape(len(array), -1, array.shape[-1])  # one row per position
+            for j, i in enumerate(batch):
+                if self.cache is not None and self.cacheable[i]:
+                    self.cache.put(plan.key(digests[i], side, layer, pooling), array[j])
+                if pooling == plan.pooling and layer in plan.layers:
+                    results[i][(side, layer)] = array[j]
 
 
 # --------------------------------------------------------------------------- estimator

@@ -45,7 +45,9 @@ __all__ = [
     "check_image_sources",
     "image_digest",
     "image_name",
+    "TransientImage",
     "load_image",
+    "load_image_native",
     "read_image_bytes",
     "resize_square",
     "to_rgb_float",
@@ -381,6 +383,57 @@ def load_image(
     if side is not None:
         rgb = resize_square(rgb, side)
     return rgb
+
+
+def load_image_native(source: ImageSource, *, name: str | None = None) -> np.ndarray:
+    """Load an image keeping its bit depth: ``uint8`` or ``uint16``, gray ``(H, W)`` or RGB.
+
+    For steps that work on integer histograms (CLAHE). Alpha is composited onto black in the
+    image's own depth; float arrays (on the 0–255 scale, see :func:`to_rgb_float`) are
+    rounded to ``uint8``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> load_image_native(np.zeros((2, 3, 1), np.uint16)).shape
+    (2, 3)
+    """
+    if isinstance(source, (str, os.PathLike)):
+        label = name or os.fspath(source)
+        with _open_decoded(label, read_image_bytes(source), None) as img:
+            arr = _pil_to_array(img, label)
+    elif isinstance(source, np.ndarray):
+        label = name or "array image"
+        arr = source
+    else:
+        raise ImageLoadError(
+            f"{name or 'image'}: expected a path or a NumPy array, got {type(source).__name__}"
+        )
+    if arr.dtype not in (np.uint8, np.uint16):
+        return np.rint(to_rgb_float(arr, label)).astype(np.uint8)
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    if arr.ndim == 3 and arr.shape[2] in (2, 4):  # composite alpha onto black, same depth
+        top = np.iinfo(arr.dtype).max
+        color = arr[:, :, :-1].astype(np.float64) * (arr[:, :, -1:] / top)
+        arr = np.rint(color).astype(arr.dtype)
+        if arr.shape[2] == 1:
+            arr = arr[:, :, 0]
+    to_rgb_float(arr[:1, :1], label)  # shape and size checks, same messages as load_image
+    return arr
+
+
+class TransientImage(np.ndarray):
+    """An image array that caches must not keep (an augmented copy: new content each time).
+
+    ``np.asarray(img)`` gives the plain array; :class:`~cnnfeatures.CNNFeatureExtractor`
+    computes features of such images without storing them.
+    """
+
+
+def transient(image: np.ndarray) -> TransientImage:
+    """Mark an image array as not worth caching (see :class:`TransientImage`)."""
+    return np.asarray(image).view(TransientImage)
 
 
 def iter_images(

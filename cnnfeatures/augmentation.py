@@ -1,0 +1,331 @@
+"""Data augmentation (report §4.6): policies on OpenCV/NumPy and an imbalanced-learn step.
+
+scikit-learn pipelines cannot add samples; imbalanced-learn's can, at fit time only. So
+:class:`ImageAugmenter` is a *sampler* (``fit_resample``): inside
+``imblearn.pipeline.make_pipeline(ImageAugmenter(...), CNNFeatureExtractor(...), LinearSVC())``
+the classifier trains on the originals plus their augmented copies, and ``predict`` sees the
+originals only.
+
+:class:`AugmentationPolicy` holds the random transformations themselves; the Keras
+estimators reuse it to show a new view of every image at every epoch.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from numbers import Integral, Real
+
+import cv2
+import numpy as np
+from sklearn.base import BaseEstimator
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval
+from sklearn.utils.multiclass import check_classification_targets
+
+from .images import check_image_sources, image_name, load_image, transient
+
+__all__ = ["AugmentationPolicy", "ImageAugmenter", "augmentation_grid"]
+
+
+@dataclass(frozen=True)
+class AugmentationPolicy:
+    """Random label-preserving transformations of a float32 RGB image (0–255).
+
+    Each call draws new parameters from ``rng``. Geometric changes are composed into one
+    affine warp (reflected borders, so no black corners appear), then the optional elastic
+    distortion, then photometric changes; the result is clipped to [0, 255].
+
+    Parameters
+    ----------
+    horizontal_flip, vertical_flip : bool
+        Flip with probability 1/2.
+    rotation : float
+        Maximum rotation in degrees (uniform in ±rotation).
+    zoom : float
+        Scale drawn uniformly in ``[1 - zoom, 1 + zoom]`` (> 1 zooms in).
+    shift : float
+        Maximum translation, as a fraction of the side.
+    shear : float
+        Maximum shear angle in degrees.
+    crop : float
+        Crop a random window whose sides are at least ``1 - crop`` of the image's, then
+        resize it back (0 disables).
+    brightness : float
+        Add a uniform offset in ``±brightness × 255``.
+    contrast : float
+        Scale deviations from the image mean by a factor in ``[1 - contrast, 1 + contrast]``.
+    gamma : float
+        Apply ``255 (x / 255) ** g`` with ``log g`` uniform in ``±gamma``.
+    elastic_alpha, elastic_sigma : float
+        Elastic distortion (Simard et al. 2003): a random displacement field smoothed by a
+        Gaussian of ``elastic_sigma`` pixels, scaled to ``elastic_alpha`` pixels (0 disables).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> policy = AugmentationPolicy(rotation=10, brightness=0.1)
+    >>> out = policy(np.full((32, 32, 3), 100, np.float32), np.random.RandomState(0))
+    >>> out.shape, out.dtype
+    ((32, 32, 3), dtype('float32'))
+    """
+
+    horizontal_flip: bool = True
+    vertical_flip: bool = False
+    rotation: float = 15.0
+    zoom: float = 0.1
+    shift: float = 0.05
+    shear: float = 0.0
+    crop: float = 0.0
+    brightness: float = 0.1
+    contrast: float = 0.1
+    gamma: float = 0.0
+    elastic_alpha: float = 0.0
+    elastic_sigma: float = 6.0
+
+    def __call__(self, image: np.ndarray, rng: np.random.RandomState) -> np.ndarray:
+        out = np.asarray(image, dtype=np.float32)
+        if self.horizontal_flip and rng.rand() < 0.5:
+            out = out[:, ::-1]
+        if self.vertical_flip and rng.rand() < 0.5:
+            out = out[::-1]
+        out = self._crop(out, rng)
+        out = self._affine(out, rng)
+        out = self._elastic(out, rng)
+        return self._photometric(out, rng)
+
+    def _crop(self, image, rng):
+        if self.crop <= 0:
+            return image
+        h, w = image.shape[:2]
+        ch = max(1, int(round(h * rng.uniform(1 - self.crop, 1))))
+        cw = max(1, int(round(w * rng.uniform(1 - self.crop, 1))))
+        top, left = rng.randint(0, h - ch + 1), rng.randint(0, w - cw + 1)
+        window = np.ascontiguousarray(image[top : top + ch, left : left + cw])
+        return cv2.resize(window, (w, h), interpolation=cv2.INTER_LINEAR)
+
+    def _affine(self, image, rng):
+        angle = rng.uniform(-self.rotation, self.rotation) if self.rotation else 0.0
+        scale = rng.uniform(1 - self.zoom, 1 + self.zoom) if self.zoom else 1.0
+        shear = math.radians(rng.uniform(-self.shear, self.shear)) if self.shear else 0.0
+        h, w = image.shape[:2]
+        tx = rng.uniform(-self.shift, self.shift) * w if self.shift else 0.0
+        ty = rng.uniform(-self.shift, self.shift) * h if self.shift else 0.0
+        if angle == 0 and scale == 1 and shear == 0 and tx == 0 and ty == 0:
+            return np.ascontiguousarray(image)
+        matrix = cv2.getRotationMatrix2D((w / 2, h / 2), angle, scale)
+        # Shear about the centre: x' = x + tan(shear) * (y - cy).
+        shear_m = np.array([[1, math.tan(shear), -math.tan(shear) * h / 2], [0, 1, 0],
+                            [0, 0, 1]])
+        matrix = (np.vstack([matrix, [0, 0, 1]]) @ shear_m)[:2]
+        matrix[:, 2] += (tx, ty)
+        return cv2.warpAffine(np.ascontiguousarray(image), matrix, (w, h),
+                              flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+
+    def _elastic(self, image, rng):
+        if self.elastic_alpha <= 0:
+            return image
+        h, w = image.shape[:2]
+        fields = []
+        for _ in range(2):
+            noise = rng.uniform(-1, 1, (h, w)).astype(np.float32)
+            smooth = cv2.GaussianBlur(noise, (0, 0), self.elastic_sigma)
+            peak = float(np.abs(smooth).max()) or 1.0
+            fields.append(smooth / peak * self.elastic_alpha)
+        grid_x, grid_y = np.meshgrid(np.arange(w, dtype=np.float32),
+                                     np.arange(h, dtype=np.float32))
+        return cv2.remap(image, grid_x + fields[0], grid_y + fields[1], cv2.INTER_LINEAR,
+                         borderMode=cv2.BORDER_REFLECT_101)
+
+    def _photometric(self, image, rng):
+        out = image
+        if self.contrast:
+            factor = rng.uniform(1 - self.contrast, 1 + self.contrast)
+            mean = out.mean(axis=(0, 1), keepdims=True)
+            out = (out - mean) * factor + mean
+        if self.brightness:
+            out = out + rng.uniform(-self.brightness, self.brightness) * 255.0
+        out = np.clip(out, 0.0, 255.0)
+        if self.gamma:
+            g = math.exp(rng.uniform(-self.gamma, self.gamma))
+            out = 255.0 * (out / 255.0) ** g
+        return out.astype(np.float32, copy=False)
+
+
+_POLICY_FIELDS = tuple(AugmentationPolicy.__dataclass_fields__)
+
+
+class ImageAugmenter(BaseEstimator):
+    """Add augmented copies of the training images, at fit time only (an imblearn sampler).
+
+    Every transformation of :class:`AugmentationPolicy` is a parameter of its own, so a
+    grid search can tune them. ``fit_resample(X, y)`` returns the originals followed by
+    ``n_copies`` augmented copies of each (and, with ``balance=True``, extra copies of
+    minority-class images until every class has as many images as the largest). Copies are
+    ``uint8`` RGB arrays marked transient, so the extractor's cache does not keep them.
+
+    Parameters
+    ----------
+    n_copies : int, default=1
+        Augmented copies per image (0: none, e.g. to balance only).
+    balance : bool, default=False
+        Oversample minority classes with augmented copies up to the majority count (an
+        image oversampler: new views instead of repeated images).
+    horizontal_flip, vertical_flip, rotation, zoom, shift, shear, crop, brightness, \
+contrast, gamma, elastic_alpha, elastic_sigma
+        See :class:`AugmentationPolicy`.
+    random_state : int, RandomState or None, default=None
+
+    Attributes
+    ----------
+    sample_indices_ : ndarray of shape (n_samples_resampled,)
+        Index in ``X`` of the image each output sample comes from.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cnnfeatures import ImageAugmenter
+    >>> X = np.zeros((3, 16, 16, 3), np.uint8)
+    >>> X_res, y_res = ImageAugmenter(n_copies=2, random_state=0).fit_resample(X, [0, 1, 1])
+    >>> len(X_res), y_res.tolist()
+    (9, [0, 1, 1, 0, 1, 1, 0, 1, 1])
+    """
+
+    _estimator_type = "sampler"
+
+    _parameter_constraints: dict = {
+        "n_copies": [Interval(Integral, 0, None, closed="left")],
+        "balance": ["boolean"],
+        "horizontal_flip": ["boolean"],
+        "vertical_flip": ["boolean"],
+        "rotation": [Interval(Real, 0, 180, closed="both")],
+        "zoom": [Interval(Real, 0, 1, closed="left")],
+        "shift": [Interval(Real, 0, 1, closed="left")],
+        "shear": [Interval(Real, 0, 89, closed="both")],
+        "crop": [Interval(Real, 0, 1, closed="left")],
+        "brightness": [Interval(Real, 0, 1, closed="both")],
+        "contrast": [Interval(Real, 0, 1, closed="both")],
+        "gamma": [Interval(Real, 0, None, closed="left")],
+        "elastic_alpha": [Interval(Real, 0, None, closed="left")],
+        "elastic_sigma": [Interval(Real, 0, None, closed="neither")],
+        "random_state": ["random_state"],
+    }
+
+    def __init__(
+        self, n_copies: int = 1, balance: bool = False, *, horizontal_flip: bool = True,
+        vertical_flip: bool = False, rotation: float = 15.0, zoom: float = 0.1,
+        shift: float = 0.05, shear: float = 0.0, crop: float = 0.0, brightness: float = 0.1,
+        contrast: float = 0.1, gamma: float = 0.0, elastic_alpha: float = 0.0,
+        elastic_sigma: float = 6.0, random_state=None,
+    ):
+        self.n_copies = n_copies
+        self.balance = balance
+        self.horizontal_flip = horizontal_flip
+        self.vertical_flip = vertical_flip
+        self.rotation = rotation
+        self.zoom = zoom
+        self.shift = shift
+        self.shear = shear
+        self.crop = crop
+        self.brightness = brightness
+        self.contrast = contrast
+        self.gamma = gamma
+        self.elastic_alpha = elastic_alpha
+        self.elastic_sigma = elastic_sigma
+        self.random_state = random_state
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False
+        tags.input_tags.three_d_array = True
+        tags.input_tags.string = True
+        tags.target_tags.required = True
+        return tags
+
+    @property
+    def policy(self) -> AugmentationPolicy:
+        """The :class:`AugmentationPolicy` these parameters describe."""
+        return AugmentationPolicy(**{f: getattr(self, f) for f in _POLICY_FIELDS})
+
+    def fit(self, X, y):
+        """Check X and y (what ``fit_resample`` does before resampling)."""
+        self._validate_params()
+        sources = check_image_sources(X)
+        y = np.asarray(y)
+        if y.ndim != 1 or len(y) != len(sources):
+            raise ValueError(
+                f"y must be 1-D with one label per image: X has {len(sources)} images, "
+                f"y has shape {y.shape}"
+            )
+        check_classification_targets(y)
+        return self
+
+    def fit_resample(self, X, y):
+        """Return the originals and their augmented copies, with their labels.
+
+        Parameters
+        ----------
+        X : sequence of image sources
+        y : array-like of shape (n_images,)
+
+        Returns
+        -------
+        X_resampled : list
+            The original sources (unchanged), then ``uint8`` RGB copies.
+        y_resampled : ndarray
+        """
+        self.fit(X, y)
+        sources = check_image_sources(X)
+        y = np.asarray(y)
+        rng = check_random_state(self.random_state)
+        copies = np.tile(np.arange(len(sources)), self.n_copies)
+        if self.balance:
+            copies = np.concatenate([copies, self._balancing(y, copies, rng)])
+        policy = self.policy
+        augmented = [
+            transient(np.rint(policy(load_image(sources[i], name=image_name(sources[i], i)),
+                                     rng)).astype(np.uint8))
+            for i in copies
+        ]
+        self.sample_indices_ = np.concatenate([np.arange(len(sources)), copies]).astype(int)
+        return list(sources) + augmented, y[self.sample_indices_]
+
+    def _balancing(self, y, copies, rng) -> np.ndarray:
+        """Indices of minority-class images to copy until every class has the majority count."""
+        labels, counts = np.unique(y, return_counts=True)
+        counts = counts + np.array([np.sum(y[copies] == label) for label in labels])
+        target = counts.max()
+        extra = []
+        for label, count in zip(labels, counts):
+            members = np.flatnonzero(y == label)
+            need = target - count
+            # Cycle through the class in a random order: every image is copied before any
+            # is copied twice.
+            order = np.concatenate([rng.permutation(members)
+                                    for _ in range(-(-need // len(members)))]) if need else []
+            extra.append(np.asarray(order[:need], dtype=int))
+        return np.concatenate(extra) if extra else np.zeros(0, dtype=int)
+
+
+def augmentation_grid(image, augmenter: ImageAugmenter | AugmentationPolicy | None = None,
+                      n: int = 8, columns: int = 4, side: int = 224,
+                      random_state=None) -> np.ndarray:
+    """A picture of ``n`` augmented views of one image beside the original (Figures 34–35).
+
+    Returns
+    -------
+    grid : ndarray of uint8, shape (rows × side, columns × side, 3)
+        The original first, then the views, left to right and top to bottom.
+    """
+    policy = augmenter.policy if isinstance(augmenter, ImageAugmenter) else (
+        augmenter or AugmentationPolicy())
+    rng = check_random_state(random_state)
+    original = load_image(image)
+    tiles = [original] + [policy(original, rng) for _ in range(n)]
+    rows = -(-len(tiles) // columns)
+    grid = np.zeros((rows * side, columns * side, 3), np.uint8)
+    for k, tile in enumerate(tiles):
+        r, c = divmod(k, columns)
+        small = cv2.resize(tile, (side, side), interpolation=cv2.INTER_AREA)
+        grid[r * side : (r + 1) * side, c * side : (c + 1) * side] = np.rint(small)
+    return grid
