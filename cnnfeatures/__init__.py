@@ -9,6 +9,7 @@ from .datasets import PATIENT_PATTERNS, load_image_folder
 from .descriptors import LocalDescriptors
 from .extraction import CNNFeatureExtractor, scale_side
 from .images import ImageLoadError, load_image
+from .models import FineTunedCNNClassifier, HybridSepConvClassifier
 from .preprocessing import CLAHETransformer
 from .vlad import VLADEncoder
 
@@ -21,6 +22,8 @@ __all__ = [
     "ImageAugmenter",
     "augmentation_grid",
     "CNNFeatureExtractor",
+    "FineTunedCNNClassifier",
+    "HybridSepConvClassifier",
     "ImageLoadError",
     "LocalDescriptors",
     "load_image",

@@ -1,0 +1,123 @@
+"""HybridSepConvClassifier: frozen VGG blocks, then SeparableConv2D + BatchNorm blocks."""
+
+from __future__ import annotations
+
+import os
+from numbers import Integral, Real
+
+from sklearn.utils._param_validation import Interval, StrOptions
+
+from ..backbones import get_backbone
+from ._base import KerasImageClassifier
+from .finetune import copy_backbone_weights
+
+__all__ = ["HybridSepConvClassifier"]
+
+
+class HybridSepConvClassifier(KerasImageClassifier):
+    """The report's custom network (§4.4.2, Figures 31–32).
+
+    VGG blocks 1 to ``frozen_blocks`` with ImageNet weights, frozen; then ``n_sep_blocks``
+    blocks of three ``SeparableConv2D(filters, 3×3, padding="same", relu)`` with
+    BatchNormalization after the first two, each ending in 2×2 max pooling; Flatten, Dense
+    (``head_units[0]``) → Dropout → Dense(``head_units[1]``) → Dropout → softmax. With VGG-19,
+    2 classes and 224×224 inputs: 30,020,930 parameters, as in Figures 31–32.
+
+    Parameters
+    ----------
+    backbone : {"vgg19", "vgg16"}, default="vgg19"
+    weights : "imagenet", str, Path or None, default="imagenet"
+    frozen_blocks : int, default=3
+        VGG blocks kept (pretrained, frozen).
+    n_sep_blocks : int, default=2
+        Separable blocks added after them.
+    filters : int, default=512
+    head_units : tuple of 2 ints, default=(1024, 512)
+    dropout : float, default=0.5
+    input_side, learning_rate, batch_size, max_epochs, patience, validation_fraction, \
+class_weight, augmentation, cache_frozen, random_state, verbose
+        As for :class:`~cnnfeatures.FineTunedCNNClassifier`.
+
+    Attributes
+    ----------
+    model_, classes_, history_, best_epoch_, n_epochs_, frozen_prefix_cached_
+        As for :class:`~cnnfeatures.FineTunedCNNClassifier`.
+
+    Examples
+    --------
+    >>> from cnnfeatures import HybridSepConvClassifier
+    >>> clf = HybridSepConvClassifier(weights=None, max_epochs=3)  # doctest: +SKIP
+    """
+
+    _parameter_constraints: dict = {
+        **KerasImageClassifier._common_constraints,
+        "backbone": [StrOptions({"vgg16", "vgg19"})],
+        "weights": [str, os.PathLike, None],
+        "frozen_blocks": [Interval(Integral, 1, 5, closed="both")],
+        "n_sep_blocks": [Interval(Integral, 0, None, closed="left")],
+        "filters": [Interval(Integral, 1, None, closed="left")],
+        "head_units": [tuple, list],
+        "dropout": [Interval(Real, 0, 1, closed="left")],
+    }
+
+    def __init__(
+        self, backbone: str = "vgg19", weights="imagenet", frozen_blocks: int = 3,
+        n_sep_blocks: int = 2, filters: int = 512, head_units=(1024, 512),
+        dropout: float = 0.5, input_side: int = 224, learning_rate: float = 1e-4,
+        batch_size: int = 16, max_epochs: int = 300, patience: int = 10,
+        validation_fraction: float = 0.1, class_weight=None, augmentation=None,
+        cache_frozen: bool = True, random_state=None, verbose: int = 0,
+    ):
+        self.backbone = backbone
+        self.weights = weights
+        self.frozen_blocks = frozen_blocks
+        self.n_sep_blocks = n_sep_blocks
+        self.filters = filters
+        self.head_units = head_units
+        self.dropout = dropout
+        self.input_side = input_side
+        self.learning_rate = learning_rate
+        self.batch_size = batch_size
+        self.max_epochs = max_epochs
+        self.patience = patience
+        self.validation_fraction = validation_fraction
+        self.class_weight = class_weight
+        self.augmentation = augmentation
+        self.cache_frozen = cache_frozen
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def _build(self, n_classes: int):
+        import keras
+        from keras import layers
+
+        spec = get_backbone(self.backbone)
+        units = tuple(self.head_units)
+        if len(units) != 2 or not all(isinstance(u, Integral) and u > 0 for u in units):
+            raise ValueError(f"head_units must be two positive integers, got {self.head_units}")
+        n_pools = self.frozen_blocks + self.n_sep_blocks
+        if self.input_side < 2**n_pools:
+            raise ValueError(f"input_side={self.input_side} is too small for {n_pools} "
+                             f"2x2 poolings (need at least {2**n_pools})")
+        base = spec.keras_constructor(include_top=False, weights=None,
+                                      input_shape=(self.input_side, self.input_side, 3))
+        x = base.get_layer(f"block{self.frozen_blocks}_pool").output
+        for b in range(self.frozen_blocks + 1, n_pools + 1):
+            for c in range(1, 4):
+                x = layers.SeparableConv2D(self.filters, 3, padding="same", activation="relu",
+                                           name=f"sep_block{b}_conv{c}")(x)
+                if c < 3:
+                    x = layers.BatchNormalization(name=f"sep_block{b}_bn{c}")(x)
+            x = layers.MaxPooling2D(2, name=f"sep_block{b}_pool")(x)
+        x = layers.Flatten(name="flatten")(x)
+        x = layers.Dense(units[0], activation="relu", name="fc1")(x)
+        x = layers.Dropout(self.dropout, name="dropout1")(x)
+        x = layers.Dense(units[1], activation="relu", name="fc2")(x)
+        x = layers.Dropout(self.dropout, name="dropout2")(x)
+        out = layers.Dense(n_classes, activation="softmax", name="predictions")(x)
+        model = keras.Model(base.input, out, name=f"hybrid_{spec.name}")
+        copy_backbone_weights(model, spec.name, self.weights)
+        for layer in model.layers:
+            if layer.name.startswith("block"):  # the VGG part
+                layer.trainable = False
+        return model

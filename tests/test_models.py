@@ -1,0 +1,186 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.model_selection import GridSearchCV
+from sklearn.utils import estimator_checks as checks
+
+from cnnfeatures import FineTunedCNNClassifier, HybridSepConvClassifier, ImageAugmenter
+from cnnfeatures.models._base import frozen_prefix
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def small(**params):
+    """VGG-16 at 32x32 (a 1x1x512 map), a tiny head: seconds per fit."""
+    defaults = dict(backbone="vgg16", weights=None, input_side=32, head_units=(16, 8),
+                    dropout=0.0, learning_rate=1e-3, batch_size=8, max_epochs=5, patience=5,
+                    random_state=0)
+    return FineTunedCNNClassifier(**{**defaults, **params})
+
+
+@pytest.fixture(scope="module")
+def task():
+    """Bright images are class 'b', dark ones class 'a' (string labels on purpose)."""
+    rng = np.random.default_rng(0)
+    y = np.array(["a", "b"] * 12)
+    X = rng.integers(0, 90, (24, 32, 32, 3)).astype(np.uint8)
+    X[y == "b"] += 150
+    return X, y
+
+
+def test_hybrid_parameter_counts_match_figures_31_32():
+    model = HybridSepConvClassifier(weights=None)._build(2)
+    assert model.count_params() == 30_020_930
+    counts = {layer.name: layer.count_params() for layer in model.layers}
+    expected = {
+        "block1_conv1": 1_792, "block3_conv4": 590_080,
+        "sep_block4_conv1": 133_888, "sep_block4_bn1": 2_048, "sep_block4_conv2": 267_264,
+        "sep_block4_bn2": 2_048, "sep_block4_conv3": 267_264, "sep_block5_conv1": 267_264,
+        "sep_block5_conv3": 267_264, "fc1": 25_691_136, "fc2": 524_800, "predictions": 1_026,
+    }
+    assert {k: counts[k] for k in expected} == expected
+    assert "sep_block5_bn3" not in counts and "block4_conv1" not in counts
+    assert frozen_prefix(model) == "block3_pool"
+    trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+    assert trainable == 30_020_930 - 2_325_568 - 4 * 1024  # VGG blocks 1-3, BN statistics
+
+
+@pytest.mark.parametrize("frozen, trainable", [
+    ((), 139_578_434),                  # Table 8, row "-"
+    (("fc2",), 122_797_122),            # Table 8, row "fc2"
+    (("blocks", "fc1"), 16_789_506),    # fc2 + predictions
+])
+def test_vgg19_table_8_trainable_counts(frozen, trainable):
+    model = FineTunedCNNClassifier(weights=None, head="original", frozen=frozen)._build(2)
+    assert sum(int(np.prod(w.shape)) for w in model.trainable_weights) == trainable
+
+
+def test_fit_predict_any_labels(task):
+    X, y = task
+    clf = small(max_epochs=15, patience=15).fit(X, y)
+    assert clf.classes_.tolist() == ["a", "b"]
+    proba = clf.predict_proba(X)
+    assert proba.shape == (24, 2)
+    np.testing.assert_allclose(proba.sum(axis=1), 1, rtol=1e-5)
+    assert clf.score(X, y) >= 0.9
+    assert clf.frozen_prefix_cached_  # blocks frozen, no augmentation
+    assert set(clf.history_) >= {"loss", "val_loss", "accuracy", "val_accuracy"}
+
+
+def test_early_stopping_restores_the_best_epoch(task):
+    X, y = task
+    rng = np.random.default_rng(1)
+    noisy = rng.permutation(y)  # nothing to learn: validation loss soon rises
+    X_val, y_val = X[:8], noisy[:8]
+    clf = small(max_epochs=40, patience=3, learning_rate=1e-2, frozen=()).fit(
+        X[8:], noisy[8:], validation_data=(X_val, y_val))
+    assert clf.n_epochs_ < 40
+    assert clf.n_epochs_ == clf.best_epoch_ + 3
+    proba = clf.predict_proba(X_val)
+    loss = -np.mean(np.log(proba[np.arange(8), np.searchsorted(clf.classes_, y_val)]))
+    np.testing.assert_allclose(loss, min(clf.history_["val_loss"]), rtol=1e-3)
+
+
+def test_same_seed_same_predictions_and_class_weight_matters(task):
+    X, y = task
+    a = small(random_state=3).fit(X, y).predict_proba(X)
+    b = small(random_state=3).fit(X, y).predict_proba(X)
+    np.testing.assert_array_equal(a, b)
+    weighted = small(random_state=3, class_weight={"a": 1.0, "b": 20.0}).fit(X, y)
+    assert not np.allclose(weighted.predict_proba(X), a)
+    balanced = small(random_state=3, class_weight="balanced").fit(X, y)
+    assert balanced.predict_proba(X).shape == (24, 2)
+
+
+def test_augmentation_trains_the_full_model(task):
+    X, y = task
+    clf = small(augmentation=ImageAugmenter(rotation=10), max_epochs=2).fit(X, y)
+    assert not clf.frozen_prefix_cached_ and clf.n_epochs_ == 2
+
+
+def test_groups_keep_patients_on_one_side(task):
+    X, y = task
+    groups = np.repeat(np.arange(12), 2)
+    clf = small(validation_fraction=0.25)
+    train, val = clf._split(np.searchsorted(["a", "b"], y), groups, seed=0)
+    assert not set(groups[train]) & set(groups[val])
+
+
+def test_pickle_in_a_fresh_process(task, tmp_path):
+    X, y = task
+    clf = small(max_epochs=2).fit(X, y)
+    joblib.dump(clf, tmp_path / "clf.joblib")
+    np.save(tmp_path / "X.npy", X)
+    code = (
+        "import joblib, numpy as np\n"
+        f"clf = joblib.load({str(tmp_path / 'clf.joblib')!r})\n"
+        f"np.save({str(tmp_path / 'p.npy')!r}, clf.predict_proba(np.load("
+        f"{str(tmp_path / 'X.npy')!r})))\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO, capture_output=True)
+    np.testing.assert_array_equal(np.load(tmp_path / "p.npy"), clf.predict_proba(X))
+
+
+def test_gridsearch_over_frozen_sets(task):
+    X, y = task
+    search = GridSearchCV(small(max_epochs=2), {
+        "frozen": [("blocks",), ("blocks", "fc1")],
+        "learning_rate": [1e-3],
+    }, cv=2).fit(X, y)
+    assert len(search.cv_results_["params"]) == 2
+    assert clone(search.best_estimator_).get_params()["frozen"] in [("blocks",),
+                                                                    ("blocks", "fc1")]
+
+
+def test_hybrid_fits_small(task):
+    X, y = task
+    clf = HybridSepConvClassifier(
+        backbone="vgg16", weights=None, input_side=32, filters=8, head_units=(8, 4),
+        dropout=0.0, learning_rate=1e-3, max_epochs=3, random_state=0).fit(X, y)
+    assert clf.frozen_prefix_cached_ and clf.n_epochs_ == 3
+    assert clf.predict(X).shape == (24,)
+
+
+def test_errors(task):
+    X, y = task
+    with pytest.raises(ValueError, match="unknown part"):
+        small(frozen=("block9x",)).fit(X, y)
+    with pytest.raises(ValueError, match="X has 24 images, y has shape"):
+        small().fit(X, y[:5])
+    with pytest.raises(ValueError, match="single class"):
+        small().fit(X, np.zeros(24))
+
+
+def test_memory_is_stable_over_consecutive_fits(task):
+    import resource
+
+    X, y = task
+    rss = []
+    for _ in range(10):
+        small(max_epochs=1).fit(X, y)
+        rss.append(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    assert rss[-1] - rss[2] < 150  # MiB: no model or graph kept alive between fits
+
+
+API_CHECKS = [
+    checks.check_estimator_cloneable, checks.check_estimator_repr,
+    checks.check_no_attributes_set_in_init, checks.check_parameters_default_constructible,
+    checks.check_get_params_invariance, checks.check_set_params,
+    checks.check_do_not_raise_errors_in_init_or_set_params, checks.check_mixin_order,
+    checks.check_valid_tag_types, checks.check_estimator_tags_renamed,
+]
+
+
+# The numeric checks feed 2-D float matrices, not images: the tags say two_d_array=False
+# and scikit-learn skips them; their intent (fit returns self, classes_, predict_proba sums
+# to one, clone, pickling, determinism) is tested above on images.
+@pytest.mark.parametrize("estimator", [FineTunedCNNClassifier(), HybridSepConvClassifier()],
+                         ids=lambda e: type(e).__name__)
+@pytest.mark.parametrize("check", API_CHECKS, ids=lambda c: c.__name__)
+def test_sklearn_api_checks(estimator, check):
+    check(type(estimator).__name__, estimator)
