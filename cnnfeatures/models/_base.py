@@ -63,6 +63,28 @@ def _batches(images, targets, batch_size, preprocess, policy, seed, weights=None
     return Batches()
 
 
+class _EpochClock:
+    """A Keras callback recording each epoch's wall time (for ``epoch_seconds_``)."""
+
+    def __new__(cls):
+        import time
+
+        import keras
+
+        class Clock(keras.callbacks.Callback):
+            def __init__(self):
+                super().__init__()
+                self.seconds: list[float] = []
+
+            def on_epoch_begin(self, epoch, logs=None):
+                self._start = time.perf_counter()
+
+            def on_epoch_end(self, epoch, logs=None):
+                self.seconds.append(time.perf_counter() - self._start)
+
+        return Clock()
+
+
 def chain_start(model) -> int:
     """Index of the first layer from which ``model.layers`` is a plain chain to the output.
 
@@ -192,6 +214,7 @@ class KerasImageClassifier(ClassifierMixin, BaseEstimator):
                       loss="sparse_categorical_crossentropy", metrics=["accuracy"])
         early = keras.callbacks.EarlyStopping(monitor="val_loss", patience=self.patience,
                                               restore_best_weights=True)
+        clock = _EpochClock()
         weights = self._sample_weights(train_targets)
         if prefix is not None and policy is None and self.cache_frozen:
             trainer, x_train, x_val = self._head_on_cached_prefix(model, prefix, train_images,
@@ -201,7 +224,7 @@ class KerasImageClassifier(ClassifierMixin, BaseEstimator):
             history = trainer.fit(
                 x_train, train_targets, sample_weight=weights,
                 validation_data=(x_val, val_targets), epochs=self.max_epochs,
-                batch_size=self.batch_size, callbacks=[early], shuffle=True,
+                batch_size=self.batch_size, callbacks=[early, clock], shuffle=True,
                 verbose=self.verbose,
             )
         else:
@@ -209,7 +232,7 @@ class KerasImageClassifier(ClassifierMixin, BaseEstimator):
                             policy, seed, weights)
             history = model.fit(
                 data, validation_data=(self._preprocess(val_images), val_targets),
-                epochs=self.max_epochs, callbacks=[early], verbose=self.verbose,
+                epochs=self.max_epochs, callbacks=[early, clock], verbose=self.verbose,
             )
         self.model_ = model
         self.history_ = {k: [float(v) for v in vals] for k, vals in history.history.items()}
@@ -217,6 +240,7 @@ class KerasImageClassifier(ClassifierMixin, BaseEstimator):
         self.best_epoch_ = int(np.argmin(losses)) + 1
         self.n_epochs_ = len(losses)
         self.frozen_prefix_cached_ = prefix is not None and policy is None and self.cache_frozen
+        self.epoch_seconds_ = clock.seconds
         return self
 
     def _split(self, targets, groups, seed):

@@ -94,6 +94,9 @@ class FineTunedCNNClassifier(KerasImageClassifier):
         Epoch (from 1) with the lowest validation loss, whose weights were restored.
     n_epochs_ : int
     frozen_prefix_cached_ : bool
+        Whether a frozen prefix ran once per image and the rest trained on its activations.
+    epoch_seconds_ : list of float
+        Wall time of each epoch.
 
     Examples
     --------
