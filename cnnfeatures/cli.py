@@ -213,6 +213,35 @@ def cmd_augment(args) -> int:
     return 0
 
 
+def cmd_explain(args) -> int:
+    import joblib
+    from PIL import Image
+
+    from .explain import grad_cam, layer_panel, overlay
+
+    # joblib files are pickles: loading one runs code, so only load files you trust.
+    model = joblib.load(args.model)
+    os.makedirs(args.output, exist_ok=True)
+    target = args.target
+    if target is not None:
+        classes = list(getattr(model, "classes_", []))
+        target = next((c for c in classes if str(c) == target), target)
+    for path in args.images:
+        stem = os.path.splitext(os.path.basename(path))[0]
+        if args.panel:
+            picture = layer_panel(model, path, layers=args.layer, target=target)
+            out = os.path.join(args.output, f"{stem}_layers.png")
+            Image.fromarray(picture).save(out)
+            print(f"{path} -> {out}")
+            continue
+        for layer in args.layer or [None]:
+            (heat,) = grad_cam(model, [path], layer=layer, target=target)
+            out = os.path.join(args.output, f"{stem}_gradcam_{layer or 'default'}.png")
+            Image.fromarray(overlay(path, heat, alpha=args.alpha)).save(out)
+            print(f"{path} -> {out}")
+    return 0
+
+
 def cmd_cache(args) -> int:
     from .cache import default_cache_dir, get_cache
 
@@ -286,6 +315,17 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(f"--{name.replace('_', '-')}", type=float, default=value)
     p.add_argument("--vertical-flip", action="store_true")
     p.set_defaults(func=cmd_augment)
+
+    p = sub.add_parser("explain", help="Grad-CAM overlays for a saved model or pipeline")
+    p.add_argument("model", help="a joblib file of a fitted classifier or pipeline")
+    p.add_argument("images", nargs="+")
+    p.add_argument("--layer", nargs="+", help="layer(s); default: the last pooled block")
+    p.add_argument("--target", help="class to explain (default: the predicted one)")
+    p.add_argument("--panel", action="store_true",
+                   help="one picture per image with every layer side by side")
+    p.add_argument("--alpha", type=float, default=0.4)
+    p.add_argument("-o", "--output", default="explanations")
+    p.set_defaults(func=cmd_explain)
 
     p = sub.add_parser("cache", help="inspect or clear a disk activation cache")
     p.add_argument("action", choices=["info", "clear"])
