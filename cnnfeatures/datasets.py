@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.utils import Bunch
 
-from .images import is_image_file
+from .images import dicom_tag, is_image_file
 
 __all__ = ["PATIENT_PATTERNS", "load_image_folder"]
 
@@ -64,7 +64,8 @@ def load_image_folder(
         slide), so that ``GroupKFold`` keeps one patient's images on one side of a split.
         The named group ``group`` is used when present, else the first group that matched,
         else the whole match. A key of :data:`PATIENT_PATTERNS` (``"chest_xray"``) names a
-        ready-made pattern. A file that does not match is an error.
+        ready-made pattern. ``"dicom:<Keyword>"`` reads a DICOM tag instead, e.g.
+        ``"dicom:PatientID"``. A file that does not match is an error.
     on_non_image : {"warn", "raise"}, default="warn"
         What to do with files whose extension is not an image's (``.txt``, ``.DS_Store``):
         leave them out with a :class:`NotAnImageWarning` that lists them, or raise. They are
@@ -116,7 +117,10 @@ def load_image_folder(
         )
 
     pattern = None
-    if group_pattern is not None:
+    dicom_keyword = None
+    if group_pattern is not None and group_pattern.startswith("dicom:"):
+        dicom_keyword = group_pattern.split(":", 1)[1]
+    elif group_pattern is not None:
         pattern = re.compile(PATIENT_PATTERNS.get(group_pattern, group_pattern))
 
     filenames: list[str] = []
@@ -135,7 +139,12 @@ def load_image_folder(
             n_images += 1
             filenames.append(str(path))
             target.append(label)
-            if pattern is not None:
+            if dicom_keyword is not None:
+                group = dicom_tag(path, dicom_keyword)
+                if group is None:
+                    unmatched.append(path.name)
+                groups.append(group or "")
+            elif pattern is not None:
                 group = _group_of(pattern, path.name)
                 if group is None:
                     unmatched.append(path.name)
@@ -144,10 +153,9 @@ def load_image_folder(
             raise ValueError(f"{class_dir}: class folder '{class_dir.name}' holds no image")
 
     if unmatched:
-        raise ValueError(
-            f"{len(unmatched)} file name(s) do not match group_pattern {pattern.pattern!r} "
-            f"(e.g. {unmatched[:3]})"
-        )
+        what = (f"lack the DICOM tag {dicom_keyword}" if dicom_keyword
+                else f"do not match group_pattern {pattern.pattern!r}")
+        raise ValueError(f"{len(unmatched)} file(s) {what} (e.g. {unmatched[:3]})")
     if skipped:
         message = f"{len(skipped)} file(s) in {folder} are not images and were left out: {skipped}"
         if on_non_image == "raise":
@@ -158,7 +166,7 @@ def load_image_folder(
         filenames=np.asarray(filenames, dtype=str),
         target=np.asarray(target, dtype=np.int64),
         target_names=[p.name for p in class_dirs],
-        groups=np.asarray(groups, dtype=str) if pattern is not None else None,
+        groups=np.asarray(groups, dtype=str) if group_pattern is not None else None,
         skipped=skipped,
         root=str(folder),
     )

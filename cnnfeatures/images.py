@@ -18,7 +18,9 @@ the 0–255 scale that Keras' ``preprocess_input`` functions expect:
   by Pillow;
 * an alpha channel is composited onto **black** (``rgb * alpha / max``), so transparent
   pixels read as background zeros, like the black surround of microscopy crops;
-* the EXIF orientation tag is applied, so a photo reads the way viewers show it.
+* the EXIF orientation tag is applied, so a photo reads the way viewers show it;
+* DICOM files (``.dcm``, or any file with the DICM marker; the ``[dicom]`` extra) go
+  through the modality LUT, then a window, see :func:`load_dicom`.
 
 Errors are :class:`ImageLoadError` (a :class:`ValueError`) whose message starts with the
 file name (or ``X[i]`` for an array) and says what is wrong.
@@ -46,6 +48,8 @@ __all__ = [
     "image_digest",
     "image_name",
     "TransientImage",
+    "dicom_tag",
+    "load_dicom",
     "load_image",
     "load_image_native",
     "read_image_bytes",
@@ -55,7 +59,8 @@ __all__ = [
 
 # Extensions treated as images when scanning folders (see datasets.load_image_folder).
 IMAGE_EXTENSIONS = frozenset(
-    {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".gif", ".webp", ".ppm", ".pgm", ".pbm"}
+    {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".gif", ".webp", ".ppm", ".pgm", ".pbm",
+     ".dcm", ".dicom"}
 )
 
 
@@ -210,6 +215,109 @@ def _open_decoded(name: str, data: bytes, target_side: int | None) -> Image.Imag
         if factor >= 2:
             img = img.reduce(factor)
     return img
+
+
+def is_dicom(data: bytes, name: str = "") -> bool:
+    """DICOM Part 10 files carry 'DICM' at byte 128; bare data sets are known by extension."""
+    return data[128:132] == b"DICM" or name.lower().endswith((".dcm", ".dicom"))
+
+
+def _dicom_module(name: str):
+    try:
+        import pydicom
+    except ImportError:
+        raise ImageLoadError(
+            f"{name}: is a DICOM file; reading DICOM needs pydicom: pip install "
+            "'cnnfeatures[dicom]'"
+        ) from None
+    return pydicom
+
+
+def load_dicom(
+    source: str | os.PathLike[str] | bytes,
+    *,
+    frame: int | None = None,
+    window: tuple[float, float] | None = None,
+    name: str | None = None,
+) -> np.ndarray:
+    """Read a DICOM image as float32 RGB on the 0–255 scale (needs the ``[dicom]`` extra).
+
+    Grayscale pixels go through, in this order: the modality LUT (rescale slope and
+    intercept, giving e.g. Hounsfield units), then a window — ``window=(centre, width)``
+    if given, else the file's first WindowCenter/WindowWidth, else its VOI LUT, else the
+    image's own minimum to maximum — mapped linearly to 0–255 and clipped; MONOCHROME1
+    images are inverted (0 is white there). Values stay in floating point until this final
+    scaling, so 16-bit detail is not lost. Colour images (RGB, YBR) are converted to RGB.
+
+    Parameters
+    ----------
+    source : path or bytes
+    frame : int, optional
+        Frame of a multi-frame file (from 0). Multi-frame files without it are an error.
+    window : (centre, width), optional
+        Overrides the file's window.
+    name : str, optional
+        How to name the file in errors.
+
+    Returns
+    -------
+    image : ndarray of shape (H, W, 3), float32
+    """
+    label = name or (os.fspath(source) if not isinstance(source, bytes) else "DICOM data")
+    pydicom = _dicom_module(label)
+    data = source if isinstance(source, bytes) else read_image_bytes(source)
+    try:
+        ds = pydicom.dcmread(io.BytesIO(data), force=True)
+        pixels = ds.pixel_array
+    except Exception as exc:  # pydicom raises many kinds for broken or unsupported files
+        raise ImageLoadError(f"{label}: unreadable DICOM pixel data ({exc})") from None
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut, convert_color_space
+
+    n_frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
+    photometric = str(getattr(ds, "PhotometricInterpretation", "MONOCHROME2"))
+    samples = int(getattr(ds, "SamplesPerPixel", 1) or 1)
+    if n_frames > 1:
+        if frame is None:
+            raise ImageLoadError(
+                f"{label}: multi-frame DICOM ({n_frames} frames); read one frame with "
+                "cnnfeatures.images.load_dicom(path, frame=k)"
+            )
+        if not 0 <= frame < n_frames:
+            raise ImageLoadError(f"{label}: frame {frame} out of range (0..{n_frames - 1})")
+        pixels = pixels[frame]
+    if samples == 3:
+        if photometric.startswith("YBR"):
+            pixels = convert_color_space(pixels, photometric, "RGB")
+        return to_rgb_float(np.asarray(pixels), label)
+
+    values = np.asarray(apply_modality_lut(pixels, ds), dtype=np.float64)
+    if window is None and "WindowCenter" in ds and "WindowWidth" in ds:
+        centre, width = ds.WindowCenter, ds.WindowWidth
+        centre = float(centre[0] if isinstance(centre, pydicom.multival.MultiValue) else centre)
+        width = float(width[0] if isinstance(width, pydicom.multival.MultiValue) else width)
+        window = (centre, width)
+    if window is None and "VOILUTSequence" in ds:
+        values = np.asarray(apply_voi_lut(values, ds), dtype=np.float64)
+    if window is not None:
+        centre, width = float(window[0]), float(window[1])
+        if width <= 0:
+            raise ImageLoadError(f"{label}: window width must be positive, got {width}")
+        lo, hi = centre - width / 2, centre + width / 2
+    else:
+        lo, hi = float(values.min()), float(values.max())
+    scaled = np.clip((values - lo) / (hi - lo), 0, 1) if hi > lo else np.zeros_like(values)
+    if photometric == "MONOCHROME1":
+        scaled = 1.0 - scaled
+    gray = (scaled * 255.0).astype(np.float32)
+    return np.repeat(gray[:, :, None], 3, axis=2)
+
+
+def dicom_tag(path: str | os.PathLike[str], keyword: str) -> str | None:
+    """One tag of a DICOM file's header (pixels not read), as text; None when absent."""
+    pydicom = _dicom_module(os.fspath(path))
+    ds = pydicom.dcmread(os.fspath(path), stop_before_pixels=True, force=True)
+    value = ds.get(keyword)
+    return None if value is None else str(value)
 
 
 def _pil_to_array(img: Image.Image, name: str) -> np.ndarray:
@@ -374,8 +482,11 @@ def load_image(
         label = name or os.fspath(source)
         if data is None:
             data = read_image_bytes(source)
-        with _open_decoded(label, data, side) as img:
-            rgb = to_rgb_float(_pil_to_array(img, label), label)
+        if is_dicom(data, label):
+            rgb = load_dicom(data, name=label)
+        else:
+            with _open_decoded(label, data, side) as img:
+                rgb = to_rgb_float(_pil_to_array(img, label), label)
     else:
         raise ImageLoadError(
             f"{name or 'image'}: expected a path or a NumPy array, got {type(source).__name__}"
@@ -400,7 +511,10 @@ def load_image_native(source: ImageSource, *, name: str | None = None) -> np.nda
     """
     if isinstance(source, (str, os.PathLike)):
         label = name or os.fspath(source)
-        with _open_decoded(label, read_image_bytes(source), None) as img:
+        data = read_image_bytes(source)
+        if is_dicom(data, label):  # windowed to 8 bits (see load_dicom)
+            return np.rint(load_dicom(data, name=label)).astype(np.uint8)
+        with _open_decoded(label, data, None) as img:
             arr = _pil_to_array(img, label)
     elif isinstance(source, np.ndarray):
         label = name or "array image"

@@ -178,6 +178,10 @@ class KerasImageClassifier(ClassifierMixin, BaseEstimator):
         import keras
 
         self._validate_params()
+        spec = get_backbone(self._backbone_name())
+        if self.input_side < spec.min_side:
+            raise ValueError(f"input_side={self.input_side} is below {spec.name}'s minimum "
+                             f"{spec.min_side}")
         sources = check_image_sources(X)
         y = np.asarray(y)
         if y.ndim != 1 or len(y) != len(sources):

@@ -166,8 +166,6 @@ class FineTunedCNNClassifier(KerasImageClassifier):
         if len(units) != 2 or not all(isinstance(u, Integral) and u > 0 for u in units):
             raise ValueError(f"head_units must be two positive integers, got {self.head_units}")
         side = self.input_side
-        if side < spec.min_side:
-            raise ValueError(f"input_side={side} is below {spec.name}'s minimum {spec.min_side}")
         base = spec.keras_constructor(include_top=False, weights=None,
                                       input_shape=(side, side, 3))
         if spec.fc_layers:

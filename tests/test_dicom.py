@@ -1,0 +1,92 @@
+"""DICOM reading: files are written by pydicom inside the tests."""
+
+import numpy as np
+import pytest
+
+pydicom = pytest.importorskip("pydicom")
+
+from cnnfeatures import ImageLoadError, load_image, load_image_folder  # noqa: E402
+from cnnfeatures.images import load_dicom  # noqa: E402
+
+
+def write_dicom(path, pixels, *, photometric="MONOCHROME2", slope=1.0, intercept=0.0,
+                window=None, patient="P1", frames=1):
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = SecondaryCaptureImageStorage
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.PatientID = patient
+    ds.Modality = "OT"
+    rows, cols = pixels.shape[-2:]
+    ds.Rows, ds.Columns = rows, cols
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = photometric
+    ds.BitsAllocated = ds.BitsStored = 16
+    ds.HighBit = 15
+    ds.PixelRepresentation = 0
+    ds.RescaleSlope, ds.RescaleIntercept = slope, intercept
+    if window is not None:
+        ds.WindowCenter, ds.WindowWidth = window
+    if frames > 1:
+        ds.NumberOfFrames = frames
+    ds.PixelData = pixels.astype(np.uint16).tobytes()
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def test_modality_lut_then_window(tmp_path):
+    # Stored 0..4000, slope 1 intercept -1024 -> HU -1024..2976; window 40/400 (soft tissue)
+    stored = np.array([[0, 1024, 1064, 1264, 4000]], np.uint16)
+    path = write_dicom(tmp_path / "ct.dcm", stored, intercept=-1024, window=(40, 400))
+    rgb = load_dicom(path)
+    hu = stored.astype(float) - 1024
+    expected = np.clip((hu - (40 - 200)) / 400, 0, 1) * 255
+    np.testing.assert_allclose(rgb[0, :, 0], expected[0], atol=1e-3)
+    np.testing.assert_allclose(load_image(path), rgb)  # load_image routes DICOM too
+    wide = load_dicom(path, window=(1000, 4000))  # overridable
+    assert not np.allclose(wide, rgb)
+
+
+def test_16_bit_kept_until_final_scaling_and_monochrome1(tmp_path):
+    stored = np.array([[1000, 1001, 1002, 1003]], np.uint16)  # detail finer than 8 bits
+    plain = load_dicom(write_dicom(tmp_path / "a.dcm", stored))
+    np.testing.assert_allclose(plain[0, :, 0], [0, 85, 170, 255], atol=1e-3)
+    inverted = load_dicom(write_dicom(tmp_path / "b.dcm", stored, photometric="MONOCHROME1"))
+    np.testing.assert_allclose(inverted[0, :, 0], [255, 170, 85, 0], atol=1e-3)
+
+
+def test_multiframe_needs_a_frame(tmp_path):
+    stack = np.stack([np.full((4, 4), v, np.uint16) for v in (0, 100, 200)])
+    stack[:, 0, 0] = 300  # so each frame has a range
+    path = write_dicom(tmp_path / "mf.dcm", stack, frames=3)
+    with pytest.raises(ImageLoadError, match="mf.dcm: multi-frame DICOM \\(3 frames\\)"):
+        load_image(path)
+    frame = load_dicom(path, frame=2)
+    assert frame.shape == (4, 4, 3)
+    with pytest.raises(ImageLoadError, match="frame 5 out of range"):
+        load_dicom(path, frame=5)
+
+
+def test_folder_picks_up_dicom_and_groups_by_patient(tmp_path):
+    for cls, patient in (("a", "P1"), ("a", "P2"), ("b", "P1")):
+        d = tmp_path / cls
+        d.mkdir(exist_ok=True)
+        write_dicom(d / f"{patient}.dcm", np.arange(16, dtype=np.uint16).reshape(4, 4),
+                    patient=patient)
+    data = load_image_folder(tmp_path, group_pattern="dicom:PatientID")
+    assert data.groups.tolist() == ["P1", "P2", "P1"]
+    assert data.target.tolist() == [0, 0, 1]
+
+
+def test_broken_dicom_named(tmp_path):
+    path = tmp_path / "broken.dcm"
+    path.write_bytes(b"\0" * 128 + b"DICM" + b"\x02\x00" * 10)
+    with pytest.raises(ImageLoadError, match="broken.dcm: unreadable DICOM"):
+        load_image(path)
