@@ -165,6 +165,34 @@ class ActivationCache:
             for path in self.directory.glob("*/*.tmp"):
                 path.unlink(missing_ok=True)
 
+    def prune(self, max_bytes: int) -> int:
+        """Delete the least recently written disk entries until at most ``max_bytes`` remain.
+
+        Returns the number of entries deleted. Leftover temporary files of killed writers
+        are deleted too.
+        """
+        if self.directory is None or not self.directory.is_dir():
+            return 0
+        for path in self.directory.glob("*/*.tmp"):
+            path.unlink(missing_ok=True)
+        entries = []
+        for path in self.directory.glob("*/*.npy"):
+            try:
+                st = path.stat()
+            except FileNotFoundError:
+                continue
+            entries.append((st.st_mtime, st.st_size, path))
+        entries.sort()
+        total = sum(size for _, size, _ in entries)
+        removed = 0
+        for _, size, path in entries:
+            if total <= max_bytes:
+                break
+            path.unlink(missing_ok=True)
+            total -= size
+            removed += 1
+        return removed
+
     def info(self) -> CacheInfo:
         """Count the entries and bytes held in memory and on disk."""
         disk_entries = disk_bytes = 0

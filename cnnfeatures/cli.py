@@ -253,6 +253,11 @@ def cmd_cache(args) -> int:
     if args.action == "clear":
         cache.clear()
         print(f"cleared {directory}")
+    elif args.action == "prune":
+        if args.max_mb is None:
+            raise SystemExit("cache prune needs --max-mb")
+        removed = cache.prune(int(args.max_mb * 2**20))
+        print(f"removed {removed} entries from {directory}")
     info = cache.info()
     print(f"{info.directory}: {info.disk_entries} entries, {info.disk_bytes / 2**20:.1f} MiB")
     return 0
@@ -328,8 +333,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_explain)
 
     p = sub.add_parser("cache", help="inspect or clear a disk activation cache")
-    p.add_argument("action", choices=["info", "clear"])
+    p.add_argument("action", choices=["info", "clear", "prune"])
     p.add_argument("--dir")
+    p.add_argument("--max-mb", type=float, help="with prune: keep at most this many MiB")
     p.set_defaults(func=cmd_cache)
     return parser
 
