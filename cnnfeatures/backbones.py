@@ -28,7 +28,7 @@ import uuid
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from functools import cache, lru_cache
+from functools import lru_cache
 
 import numpy as np
 
@@ -40,7 +40,6 @@ __all__ = [
     "get_backbone",
     "register_backbone",
     "get_feature_network",
-    "layer_names",
 ]
 
 
@@ -482,16 +481,3 @@ def warn_random_fc(net: FeatureNetwork, layers: Sequence[str]) -> None:
             RandomTopWarning,
             stacklevel=3,
         )
-
-
-@cache
-def layer_names(backbone: str) -> tuple[str, ...]:
-    """Names of the layers of a backbone that features can be read from (no weights loaded).
-
-    Examples
-    --------
-    >>> "block5_pool" in layer_names("vgg19")  # doctest: +SKIP
-    True
-    """
-    net = get_feature_network(backbone, None)
-    return net.layer_names

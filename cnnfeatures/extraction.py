@@ -19,7 +19,6 @@ from .backbones import FeatureNetwork, get_backbone, get_feature_network, warn_r
 from .cache import ActivationCache, default_cache_dir, get_cache, make_key
 from .descriptors import DescriptorWriter, LocalDescriptors
 from .images import (
-    ImageSource,
     TransientImage,
     check_image_sources,
     image_digest,
@@ -500,10 +499,3 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
 def _l2(v: np.ndarray) -> np.ndarray:
     norm = float(np.linalg.norm(v))
     return v / norm if norm > 0 else v
-
-
-def extract_features(
-    X: Sequence[ImageSource], **params
-) -> np.ndarray | LocalDescriptors:
-    """Shortcut for ``CNNFeatureExtractor(**params).fit_transform(X)``."""
-    return CNNFeatureExtractor(**params).fit_transform(X)

@@ -31,7 +31,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Union
 
@@ -548,14 +548,6 @@ class TransientImage(np.ndarray):
 def transient(image: np.ndarray) -> TransientImage:
     """Mark an image array as not worth caching (see :class:`TransientImage`)."""
     return np.asarray(image).view(TransientImage)
-
-
-def iter_images(
-    sources: Sequence[ImageSource], side: int | None = None
-) -> Iterator[np.ndarray]:
-    """Yield :func:`load_image` of each source, naming array sources ``X[i]`` in errors."""
-    for i, source in enumerate(sources):
-        yield load_image(source, side, name=image_name(source, i))
 
 
 def is_image_file(path: str | os.PathLike[str]) -> bool:
