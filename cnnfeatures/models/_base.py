@@ -123,8 +123,11 @@ class KerasImageClassifier(ClassifierMixin, BaseEstimator):
 
     ``_build`` returns the flat functional model with its frozen layers marked. When a
     prefix of it is frozen (see :func:`frozen_prefix`) and no augmentation is asked, that
-    prefix runs once per image and the rest trains on the cached activations: the same
-    weights and the same result, many times faster per epoch.
+    prefix runs once per image and the rest — the same layer objects — trains on the cached
+    activations, many times faster per epoch.
+
+    ``fit`` seeds Keras with ``keras.utils.set_random_seed``, which also seeds Python's and
+    NumPy's global generators: the price of reproducible Keras training.
     """
 
     _common_constraints: dict = {
@@ -201,6 +204,8 @@ class KerasImageClassifier(ClassifierMixin, BaseEstimator):
             val_targets = encoder.transform(np.asarray(validation_data[1]))
             train_idx = np.arange(len(sources))
         else:
+            if groups is not None and len(groups) != len(sources):
+                raise ValueError(f"groups has {len(groups)} entries for {len(sources)} images")
             train_idx, val_idx = self._split(targets, groups, seed)
             val_sources = [sources[i] for i in val_idx]
             val_targets = targets[val_idx]
