@@ -111,9 +111,15 @@ def test_groups_keep_patients_on_one_side(task):
     assert not set(groups[train]) & set(groups[val])
 
 
-def test_pickle_in_a_fresh_process(task, tmp_path):
+@pytest.mark.parametrize("kind", ["finetuned", "hybrid"])
+def test_pickle_in_a_fresh_process(task, tmp_path, kind):
     X, y = task
-    clf = small(max_epochs=2).fit(X, y)
+    if kind == "hybrid":
+        clf = HybridSepConvClassifier(backbone="vgg16", weights=None, input_side=32,
+                                      filters=8, head_units=(8, 4), max_epochs=2,
+                                      random_state=0).fit(X, y)
+    else:
+        clf = small(max_epochs=2).fit(X, y)
     joblib.dump(clf, tmp_path / "clf.joblib")
     np.save(tmp_path / "X.npy", X)
     code = (
