@@ -160,6 +160,24 @@ class KerasImageClassifier(ClassifierMixin, BaseEstimator):
     def _backbone_name(self) -> str:
         return self.backbone
 
+    def _dropout_head(self, x, n_classes: int, *, dense_top: bool = True):
+        """Figure 21's head on ``x``: Dense → Dropout → Dense → Dropout → softmax.
+
+        With ``dense_top=False`` only the softmax is added (a head already built).
+        """
+        from keras import layers
+
+        if dense_top:
+            units = tuple(self.head_units)
+            if len(units) != 2 or not all(isinstance(u, Integral) and u > 0 for u in units):
+                raise ValueError(
+                    f"head_units must be two positive integers, got {self.head_units!r}")
+            x = layers.Dense(units[0], activation="relu", name="fc1")(x)
+            x = layers.Dropout(self.dropout, name="dropout1")(x)
+            x = layers.Dense(units[1], activation="relu", name="fc2")(x)
+            x = layers.Dropout(self.dropout, name="dropout2")(x)
+        return layers.Dense(n_classes, activation="softmax", name="predictions")(x)
+
     # ------------------------------------------------------------------ fit
     def fit(self, X, y, *, groups=None, validation_data=None):
         """Train with early stopping on the validation cross-entropy.

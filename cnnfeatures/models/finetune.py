@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from numbers import Integral, Real
+from numbers import Real
 
 import numpy as np
 from sklearn.utils._param_validation import Interval, StrOptions
@@ -162,9 +162,6 @@ class FineTunedCNNClassifier(KerasImageClassifier):
         from keras import layers
 
         spec = get_backbone(self.backbone)
-        units = tuple(self.head_units)
-        if len(units) != 2 or not all(isinstance(u, Integral) and u > 0 for u in units):
-            raise ValueError(f"head_units must be two positive integers, got {self.head_units}")
         side = self.input_side
         base = spec.keras_constructor(include_top=False, weights=None,
                                       input_shape=(side, side, 3))
@@ -172,15 +169,11 @@ class FineTunedCNNClassifier(KerasImageClassifier):
             x = layers.Flatten(name="flatten")(base.output)
         else:
             x = layers.GlobalAveragePooling2D(name="avg_pool")(base.output)
-        if self.head == "original" and spec.fc_layers:
+        original = self.head == "original" and bool(spec.fc_layers)
+        if original:
             x = layers.Dense(4096, activation="relu", name="fc1")(x)
             x = layers.Dense(4096, activation="relu", name="fc2")(x)
-        else:
-            x = layers.Dense(units[0], activation="relu", name="fc1")(x)
-            x = layers.Dropout(self.dropout, name="dropout1")(x)
-            x = layers.Dense(units[1], activation="relu", name="fc2")(x)
-            x = layers.Dropout(self.dropout, name="dropout2")(x)
-        out = layers.Dense(n_classes, activation="softmax", name="predictions")(x)
+        out = self._dropout_head(x, n_classes, dense_top=not original)
         model = keras.Model(base.input, out, name=f"finetuned_{spec.name}")
         self.fc_pretrained_ = copy_backbone_weights(
             model, spec.name, self.weights, fc=self.head == "original" and bool(spec.fc_layers)

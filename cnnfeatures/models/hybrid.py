@@ -92,9 +92,6 @@ class_weight, augmentation, cache_frozen, random_state, verbose
         from keras import layers
 
         spec = get_backbone(self.backbone)
-        units = tuple(self.head_units)
-        if len(units) != 2 or not all(isinstance(u, Integral) and u > 0 for u in units):
-            raise ValueError(f"head_units must be two positive integers, got {self.head_units}")
         n_pools = self.frozen_blocks + self.n_sep_blocks
         if self.input_side < 2**n_pools:
             raise ValueError(f"input_side={self.input_side} is too small for {n_pools} "
@@ -110,11 +107,7 @@ class_weight, augmentation, cache_frozen, random_state, verbose
                     x = layers.BatchNormalization(name=f"sep_block{b}_bn{c}")(x)
             x = layers.MaxPooling2D(2, name=f"sep_block{b}_pool")(x)
         x = layers.Flatten(name="flatten")(x)
-        x = layers.Dense(units[0], activation="relu", name="fc1")(x)
-        x = layers.Dropout(self.dropout, name="dropout1")(x)
-        x = layers.Dense(units[1], activation="relu", name="fc2")(x)
-        x = layers.Dropout(self.dropout, name="dropout2")(x)
-        out = layers.Dense(n_classes, activation="softmax", name="predictions")(x)
+        out = self._dropout_head(x, n_classes)
         model = keras.Model(base.input, out, name=f"hybrid_{spec.name}")
         copy_backbone_weights(model, spec.name, self.weights)
         for layer in model.layers:
