@@ -10,7 +10,7 @@ Prints, on ../shared/data with the offline ImageNet VGG-16:
     uncached on 2 cores);
 (c) forward passes counted in both.
 
-Usage: python benchmarks/bench_extraction.py [--images 160] [--grid-images 60]
+Usage: python benchmarks/bench_extraction.py [--images 160] [--grid-images 60] [--skip-grid]
 """
 
 from __future__ import annotations
@@ -88,6 +88,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=160)
     parser.add_argument("--grid-images", type=int, default=60)
+    parser.add_argument("--skip-grid", action="store_true", help="only measure (a)")
     args = parser.parse_args()
 
     from cnnfeatures import load_image_folder
@@ -101,6 +102,8 @@ def main() -> None:
     print(f"    CNNFeatureExtractor from paths        : {ours:6.2f} images/s")
     print(f"    ratio extractor / raw                 : {ours / raw:6.3f}  (target >= 0.95)")
 
+    if args.skip_grid:
+        return
     scene = load_image_folder(SHARED / "data" / "mini_scene", split="train")
     idx = np.sort(np.concatenate([
         rng.choice(np.flatnonzero(scene.target == c), args.grid_images // 3, replace=False)
