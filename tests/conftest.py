@@ -65,3 +65,26 @@ def image_files(tmp_path, rng):
         Image.fromarray(arr).save(path)
         paths.append(str(path))
     return paths
+
+
+def proba_in_fresh_process(model, X, tmp_path, setup: str = ""):
+    """joblib.dump the model, load it in a new Python process and return its predict_proba.
+
+    ``setup`` is code run first in that process (e.g. registering a test backbone).
+    """
+    import subprocess
+    import sys
+
+    import joblib
+
+    joblib.dump(model, tmp_path / "model.joblib")
+    np.save(tmp_path / "X.npy", X)
+    code = (
+        "import joblib, numpy as np\n" + setup +
+        f"m = joblib.load({str(tmp_path / 'model.joblib')!r})\n"
+        f"np.save({str(tmp_path / 'p.npy')!r}, m.predict_proba(np.load("
+        f"{str(tmp_path / 'X.npy')!r})))\n"
+    )
+    repo = Path(__file__).resolve().parents[1]
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=repo, capture_output=True)
+    return np.load(tmp_path / "p.npy")

@@ -1,5 +1,4 @@
 import pickle
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,7 +13,7 @@ from cnnfeatures import CNNFeatureExtractor, LocalDescriptors
 from cnnfeatures.cache import get_cache
 from cnnfeatures.extraction import forward_pass_counts, reset_forward_pass_counts
 
-from .conftest import DATA, VGG16_WEIGHTS
+from .conftest import DATA, VGG16_WEIGHTS, proba_in_fresh_process
 
 
 def tiny(**params):
@@ -220,27 +219,15 @@ def test_clone_pickle_and_pandas(tiny_backbone, rng):
 
 
 def test_pickled_pipeline_in_fresh_process(tiny_backbone, rng, tmp_path):
-    import subprocess
-    import sys
-
-    import joblib
-
     X = images(rng, n=6, side=32)
     pipe = make_pipeline(tiny(), LogisticRegression()).fit(X, [0, 1] * 3)
-    joblib.dump(pipe, tmp_path / "m.joblib")
-    np.save(tmp_path / "X.npy", X)
-    code = (
-        "import joblib, numpy as np, tests.conftest as c\n"
+    setup = (
+        "import tests.conftest as c\n"
         "from cnnfeatures.backbones import BackboneSpec, register_backbone\n"
         "register_backbone(BackboneSpec('tiny', '', c._tiny_builder, 32, 8, (), ('avg8',),"
         " preprocess=lambda a: a))\n"
-        f"m = joblib.load({str(tmp_path / 'm.joblib')!r})\n"
-        f"print(repr(m.predict_proba(np.load({str(tmp_path / 'X.npy')!r})).tolist()))\n"
     )
-    repo = Path(__file__).resolve().parents[1]
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, cwd=repo)
-    np.testing.assert_allclose(eval(out.stdout.strip().splitlines()[-1]),
+    np.testing.assert_allclose(proba_in_fresh_process(pipe, X, tmp_path, setup),
                                pipe.predict_proba(X), rtol=1e-6)
 
 

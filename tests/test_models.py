@@ -1,8 +1,3 @@
-import subprocess
-import sys
-from pathlib import Path
-
-import joblib
 import numpy as np
 import pytest
 from sklearn.base import clone
@@ -12,7 +7,7 @@ from sklearn.utils import estimator_checks as checks
 from cnnfeatures import FineTunedCNNClassifier, HybridSepConvClassifier, ImageAugmenter
 from cnnfeatures.models._base import frozen_prefix
 
-REPO = Path(__file__).resolve().parents[1]
+from .conftest import proba_in_fresh_process
 
 
 def small(**params):
@@ -120,16 +115,8 @@ def test_pickle_in_a_fresh_process(task, tmp_path, kind):
                                       random_state=0).fit(X, y)
     else:
         clf = small(max_epochs=2).fit(X, y)
-    joblib.dump(clf, tmp_path / "clf.joblib")
-    np.save(tmp_path / "X.npy", X)
-    code = (
-        "import joblib, numpy as np\n"
-        f"clf = joblib.load({str(tmp_path / 'clf.joblib')!r})\n"
-        f"np.save({str(tmp_path / 'p.npy')!r}, clf.predict_proba(np.load("
-        f"{str(tmp_path / 'X.npy')!r})))\n"
-    )
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO, capture_output=True)
-    np.testing.assert_array_equal(np.load(tmp_path / "p.npy"), clf.predict_proba(X))
+    np.testing.assert_array_equal(proba_in_fresh_process(clf, X, tmp_path),
+                                  clf.predict_proba(X))
 
 
 def test_gridsearch_over_frozen_sets(task):

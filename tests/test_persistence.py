@@ -1,10 +1,5 @@
 """Every kind of fitted pipeline survives joblib.dump -> load in a fresh process."""
 
-import subprocess
-import sys
-from pathlib import Path
-
-import joblib
 import numpy as np
 import pytest
 from imblearn.pipeline import make_pipeline as make_imb_pipeline
@@ -13,7 +8,7 @@ from sklearn.pipeline import make_pipeline, make_union
 
 from cnnfeatures import CLAHETransformer, CNNFeatureExtractor, ImageAugmenter, VLADEncoder
 
-REPO = Path(__file__).resolve().parents[1]
+from .conftest import proba_in_fresh_process
 
 
 @pytest.fixture(scope="module")
@@ -51,16 +46,8 @@ def test_fresh_process_gives_identical_outputs(name, weights, tmp_path):
     X = rng.integers(0, 256, (6, 40, 40, 3), dtype=np.uint8)
     y = np.array([0, 1] * 3)
     model = pipelines(weights)[name].fit(X, y)
-    joblib.dump(model, tmp_path / "m.joblib")
-    np.save(tmp_path / "X.npy", X)
-    code = (
-        "import joblib, numpy as np\n"
-        f"m = joblib.load({str(tmp_path / 'm.joblib')!r})\n"
-        f"np.save({str(tmp_path / 'p.npy')!r}, m.predict_proba(np.load("
-        f"{str(tmp_path / 'X.npy')!r})))\n"
-    )
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO, capture_output=True)
+    restored = proba_in_fresh_process(model, X, tmp_path)
     # Equal to float32 rounding: VLAD's float32 PCA/assignment products may sum in another
     # order in another process (BLAS threading); everything else is bit-identical.
-    np.testing.assert_allclose(np.load(tmp_path / "p.npy"), model.predict_proba(X),
+    np.testing.assert_allclose(restored, model.predict_proba(X),
                                rtol=1e-5 if name == "vlad" else 0)
