@@ -426,10 +426,8 @@ def _file_has_top(key: tuple) -> bool | None:
             f.visit(names.append)
     except OSError:  # not HDF5 (a .keras archive, say): let Keras try
         return None
-    leaves = {name.rsplit("/", 2)[-1] for name in names} | {
-        part for name in names for part in name.split("/")
-    }
-    return any(part.startswith("dense") or part in _VGG_FC for part in leaves)
+    parts = {part for name in names for part in name.split("/")}
+    return any(part.startswith("dense") or part in _VGG_FC for part in parts)
 
 
 def _build_network(spec: BackboneSpec, ref: _WeightsRef, with_fc: bool) -> FeatureNetwork:

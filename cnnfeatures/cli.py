@@ -150,7 +150,7 @@ def cmd_grid(args) -> int:
     from sklearn.pipeline import make_pipeline
     from sklearn.svm import LinearSVC
 
-    from .reporting import cv_results_records, save_heatmap, scale_table
+    from .reporting import cv_results_records, params_record, save_heatmap, scale_table
 
     train = _load(args.root, args.train_split, args.group_pattern)
     pipe = make_pipeline(_extractor(args, layer=args.layers[0], pooling=args.poolings[0]),
@@ -175,9 +175,7 @@ def cmd_grid(args) -> int:
         records = []
         for params in search.cv_results_["params"]:
             model = clone(pipe).set_params(**params).fit(train.filenames, train.target)
-            records.append({**cv_results_records({"params": [params],
-                                                  "mean_test_score": [0.0]})[0],
-                            "score": float(model.score(test.filenames, test.target))})
+            records.append(params_record(params, model.score(test.filenames, test.target)))
         tables["test"] = scale_table(records)
     seconds = time.perf_counter() - start
 

@@ -94,9 +94,6 @@ class _Plan:
     def key(self, digest: str, side: int, layer: str, pooling: str | None) -> str:
         return make_key(digest, self.net.spec.name, self.net.weights_id, side, layer, pooling)
 
-    def wanted(self, digest: str, side: int) -> list[tuple[str, str | None, str]]:
-        return [(layer, self.pooling, self.key(digest, side, layer, self.pooling))
-                for layer in self.layers]
 
 
 def _prefetch(tasks: Iterable[Callable[[], object]], depth: int = 2) -> Iterator[object]:
@@ -140,7 +137,8 @@ class _Extraction:
         self.cacheable = [not isinstance(s, TransientImage) for s in sources]
         for i, digest in enumerate(digests):
             for side in plan.sides:
-                for layer, _, key in plan.wanted(digest, side):
+                for layer in plan.layers:
+                    key = plan.key(digest, side, layer, plan.pooling)
                     value = (self.cache.get(key)
                              if self.cache is not None and self.cacheable[i] else None)
                     if value is None:

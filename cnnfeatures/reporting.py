@@ -100,22 +100,26 @@ def scale_table(records: Sequence[dict], value: str = "score"):
     return table
 
 
-def cv_results_records(cv_results: dict, prefix: str = "cnnfeatureextractor__") -> list[dict]:
-    """Turn ``GridSearchCV.cv_results_`` over layer × pooling × scales into records.
+def params_record(params: dict, score: float, prefix: str = "cnnfeatureextractor__") -> dict:
+    """One table record (scale, pooling, layer, score) from a grid candidate's parameters.
 
-    Only single-scale candidates become rows (``scales=(n,)``), as in Tables 1–4.
+    A multi-scale candidate's ``scale`` is the tuple written out, a layer list is joined by
+    ``+``.
     """
-    records = []
-    for params, score in zip(cv_results["params"], cv_results["mean_test_score"]):
-        scales = tuple(params.get(prefix + "scales", (0,)))
-        layer = params.get(prefix + "layer")
-        records.append({
-            "scale": scales[0] if len(scales) == 1 else str(scales),
-            "pooling": params.get(prefix + "pooling"),
-            "layer": layer if isinstance(layer, str) else "+".join(layer),
-            "score": float(score),
-        })
-    return records
+    scales = tuple(params.get(prefix + "scales", (0,)))
+    layer = params.get(prefix + "layer")
+    return {
+        "scale": scales[0] if len(scales) == 1 else str(scales),
+        "pooling": params.get(prefix + "pooling"),
+        "layer": layer if isinstance(layer, str) else "+".join(layer),
+        "score": float(score),
+    }
+
+
+def cv_results_records(cv_results: dict, prefix: str = "cnnfeatureextractor__") -> list[dict]:
+    """Turn ``GridSearchCV.cv_results_`` over layer × pooling × scales into records."""
+    return [params_record(params, score, prefix)
+            for params, score in zip(cv_results["params"], cv_results["mean_test_score"])]
 
 
 def save_heatmap(table, path: str, title: str = "") -> None:

@@ -144,6 +144,27 @@ class KerasImageClassifier(ClassifierMixin, BaseEstimator):
         "verbose": ["verbose"],
     }
 
+    def __init__(self, *, backbone, weights, head_units, dropout, input_side, learning_rate,
+                 batch_size, max_epochs, patience, validation_fraction, class_weight,
+                 augmentation, cache_frozen, random_state, verbose):
+        # Subclasses list every parameter in their own signature (scikit-learn reads it for
+        # get_params) and hand the shared ones here, stored untouched.
+        self.backbone = backbone
+        self.weights = weights
+        self.head_units = head_units
+        self.dropout = dropout
+        self.input_side = input_side
+        self.learning_rate = learning_rate
+        self.batch_size = batch_size
+        self.max_epochs = max_epochs
+        self.patience = patience
+        self.validation_fraction = validation_fraction
+        self.class_weight = class_weight
+        self.augmentation = augmentation
+        self.cache_frozen = cache_frozen
+        self.random_state = random_state
+        self.verbose = verbose
+
     # ------------------------------------------------------------------ sklearn plumbing
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

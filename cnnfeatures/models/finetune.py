@@ -124,23 +124,15 @@ class FineTunedCNNClassifier(KerasImageClassifier):
         class_weight=None, augmentation=None, cache_frozen: bool = True, random_state=None,
         verbose: int = 0,
     ):
-        self.backbone = backbone
-        self.weights = weights
+        super().__init__(
+            backbone=backbone, weights=weights, head_units=head_units, dropout=dropout,
+            input_side=input_side, learning_rate=learning_rate, batch_size=batch_size,
+            max_epochs=max_epochs, patience=patience, validation_fraction=validation_fraction,
+            class_weight=class_weight, augmentation=augmentation, cache_frozen=cache_frozen,
+            random_state=random_state, verbose=verbose,
+        )
         self.frozen = frozen
         self.head = head
-        self.head_units = head_units
-        self.dropout = dropout
-        self.input_side = input_side
-        self.learning_rate = learning_rate
-        self.batch_size = batch_size
-        self.max_epochs = max_epochs
-        self.patience = patience
-        self.validation_fraction = validation_fraction
-        self.class_weight = class_weight
-        self.augmentation = augmentation
-        self.cache_frozen = cache_frozen
-        self.random_state = random_state
-        self.verbose = verbose
 
     def _frozen_matcher(self, base_names: set[str]):
         frozen = set(self.frozen)
