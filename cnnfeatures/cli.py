@@ -38,6 +38,9 @@ def _add_extractor_args(p: argparse.ArgumentParser, many: bool = False) -> None:
                        help="scale numbers n (side 224 + 320n)")
     p.add_argument("--scale-combination", default="pool", choices=["pool", "concat"])
     p.add_argument("--no-l2", action="store_true", help="skip L2 normalisation")
+    p.add_argument("--precision", default="float32", choices=["float32", "bfloat16", "float16"],
+                   help="precision of the convolutions (bfloat16: 3-4.5x faster on CPUs "
+                        "with AMX / AVX-512 BF16; features change by about 1%%)")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--cache-dir", default=None,
                    help="directory for the activation cache (default: memory only, or "
@@ -52,6 +55,7 @@ def _extractor(args, **overrides):
         backbone=args.backbone, weights=args.weights,
         scale_combination=args.scale_combination, l2_normalize=not args.no_l2,
         batch_size=args.batch_size, cache=args.cache_dir or True, verbose=args.verbose,
+        precision=args.precision,
     )
     if hasattr(args, "layer"):
         layer = args.layer[0] if len(args.layer) == 1 else args.layer

@@ -98,7 +98,9 @@ class _PipelineScorer:
                              "pipeline")
         self.clf = tail[-1]
         self.classes_ = self.clf.classes_
-        self.net = self.extractor._network()
+        # Gradients in bfloat16 are too coarse for heatmaps: explain in float32 whatever
+        # precision extracted the features (they differ by about 1%).
+        self.net = self.extractor._network(precision="float32")
         self.sides = self.extractor.input_sides_
 
     def layer_names(self):

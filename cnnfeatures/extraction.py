@@ -15,7 +15,13 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from .backbones import FeatureNetwork, get_backbone, get_feature_network, warn_random_fc
+from .backbones import (
+    PRECISIONS,
+    FeatureNetwork,
+    get_backbone,
+    get_feature_network,
+    warn_random_fc,
+)
 from .cache import ActivationCache, default_cache_dir, get_cache, make_key
 from .descriptors import DescriptorWriter, LocalDescriptors
 from .images import (
@@ -245,6 +251,10 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
     l2_normalize : bool, default=True
         Divide each layer's vector (each scale's, with ``"concat"``; each descriptor, with
         ``pooling=None``) by its L2 norm.
+    precision : {"float32", "bfloat16", "float16"}, default="float32"
+        Precision of the convolutions; features are float32 either way. ``"bfloat16"`` is
+        3–4.5 times faster on CPUs with AMX / AVX-512 BF16 and changes features by about 1%
+        (relative); ``"float16"`` is for GPUs. See :mod:`cnnfeatures.backbones`.
     batch_size : int, default=16
         Images per forward pass at side 224; larger sides take proportionally fewer.
     cache : bool or str or Path, default=True
@@ -294,6 +304,7 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
         "scale_combination": [StrOptions({"pool", "concat"})],
         "weights": [str, os.PathLike, None],
         "l2_normalize": ["boolean"],
+        "precision": [StrOptions(set(PRECISIONS))],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "cache": ["boolean", str, os.PathLike],
         "verbose": ["verbose"],
@@ -308,6 +319,7 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
         scale_combination: str = "pool",
         weights: str | os.PathLike[str] | None = "imagenet",
         l2_normalize: bool = True,
+        precision: str = "float32",
         batch_size: int = 16,
         cache: bool | str | os.PathLike[str] = True,
         verbose: int = 0,
@@ -319,6 +331,7 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
         self.scale_combination = scale_combination
         self.weights = weights
         self.l2_normalize = l2_normalize
+        self.precision = precision
         self.batch_size = batch_size
         self.cache = cache
         self.verbose = verbose
@@ -336,10 +349,11 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
         tags.non_deterministic = self.weights is None
         return tags
 
-    def _network(self) -> FeatureNetwork:
+    def _network(self, precision: str | None = None) -> FeatureNetwork:
         layers = _as_layers(self.layer)
         need_fc = any(name in get_backbone(self.backbone).fc_layers for name in layers)
-        return get_feature_network(self.backbone, self.weights, need_fc=need_fc)
+        return get_feature_network(self.backbone, self.weights, need_fc=need_fc,
+                                   precision=precision or self.precision)
 
     def fit(self, X, y=None):
         """Validate parameters and images, and build the network (no forward pass).
