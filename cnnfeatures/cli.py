@@ -265,6 +265,47 @@ def cmd_cache(args) -> int:
     return 0
 
 
+def cmd_reproduce(args) -> int:
+    import json
+    import time
+
+    import pandas as pd
+
+    from .reporting import to_markdown, write_table
+    from .reproduce import Experiment, run_table
+
+    exp = Experiment(backbone=args.backbone, weights=args.weights, budget=args.budget,
+                     precision=args.precision, cache=args.cache_dir or True,
+                     verbose=args.verbose, random_state=args.seed)
+    tables = list(TABLE_NAMES) if args.table == "all" else [args.table]
+    os.makedirs(args.output, exist_ok=True)
+    for table in tables:
+        start = time.perf_counter()
+        result = run_table(table, args.data, exp)
+        minutes = (time.perf_counter() - start) / 60
+        print(f"\n# Table {table} ({exp.backbone}, weights {args.weights}, budget "
+              f"{exp.budget.name}): {minutes:.1f} min")
+        for note in dict.fromkeys(result.notes):
+            print(f"note: {note}")
+        for name, frame in result.tables.items():
+            title = f"{name} — test accuracy ({exp.backbone}, budget {exp.budget.name})"
+            write_table(frame, args.output, name, title)
+            print(f"\n{name}\n{to_markdown(frame)}")
+        records = pd.DataFrame(result.records)
+        records.to_csv(os.path.join(args.output, f"records_{table}.csv"), index=False)
+        with open(os.path.join(args.output, f"run_{table}.json"), "w") as f:
+            json.dump({"table": table, "data": [os.fspath(d) for d in args.data],
+                       "backbone": exp.backbone, "weights": str(args.weights),
+                       "budget": exp.budget.name, "precision": exp.precision,
+                       "minutes": minutes, "notes": list(dict.fromkeys(result.notes))},
+                      f, indent=2)
+    print(f"\nwrote tables (.md, .csv, .png), records_*.csv and run_*.json to {args.output}")
+    return 0
+
+
+TABLE_NAMES = ("1-4", "5-7", "8-9", "10", "11", "12")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cnnfeatures", description="Pretrained CNN features for scikit-learn."
@@ -333,6 +374,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--alpha", type=float, default=0.4)
     p.add_argument("-o", "--output", default="explanations")
     p.set_defaults(func=cmd_explain)
+
+    p = sub.add_parser("reproduce", help="rerun one of the report's comparisons (its table "
+                                         "layout, every metric with 95%% intervals)")
+    p.add_argument("table", choices=[*TABLE_NAMES, "all"])
+    p.add_argument("--data", nargs="+", required=True,
+                   help="dataset folder(s) with train/ and test/ splits")
+    p.add_argument("--backbone", default="vgg19", choices=sorted(BACKBONES))
+    p.add_argument("--weights", default="imagenet", type=_weights,
+                   help="'imagenet' (Keras cache), a Keras weights file, or 'none' (random)")
+    p.add_argument("--budget", default="quick", choices=["quick", "full"],
+                   help="quick: minutes on 2 CPU cores (subsamples, fewer scales and "
+                        "epochs); full: the report's settings")
+    p.add_argument("--precision", default="float32", choices=["float32", "bfloat16", "float16"])
+    p.add_argument("--cache-dir", default=None, help="reuse activations across runs")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("-o", "--output", default="reproduce_results")
+    p.add_argument("-v", "--verbose", action="count", default=0)
+    p.set_defaults(func=cmd_reproduce)
 
     p = sub.add_parser("cache", help="inspect or clear a disk activation cache")
     p.add_argument("action", choices=["info", "clear", "prune"])

@@ -1,0 +1,123 @@
+"""cnnfeatures.reproduce and `cnnfeatures reproduce` on a hand-made bright/dark dataset."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from cnnfeatures.cli import main
+from cnnfeatures.reproduce import Experiment, quick_budget, run_table
+
+TINY_BUDGET = quick_budget(scales=(0,), vlad_scales=(0,), ks=(2, 4), pca_components=None,
+                           max_epochs=2, base_epochs=1, copies=1, cv=2, n_resamples=200)
+
+
+@pytest.fixture(scope="module")
+def bright_dark(tmp_path_factory):
+    """train/ 8 + 8, test/ 4 + 4 PNGs: 'blue' and 'red' images differ in their tint.
+
+    (A tint and not a brightness: the features are L2-normalised, which removes brightness.)
+    """
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("data") / "bright_dark"
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 8), ("test", 4)):
+        for label, channel in (("blue", 2), ("red", 0)):
+            (root / split / label).mkdir(parents=True)
+            for i in range(n):
+                pixels = rng.integers(0, 90, (32, 32, 3))
+                pixels[..., channel] += 150
+                Image.fromarray(pixels.astype(np.uint8)).save(root / split / label / f"{i}.png")
+    return str(root)
+
+
+def tiny_experiment(**changes):
+    return Experiment(**{"backbone": "tiny", "weights": None, "budget": TINY_BUDGET,
+                         "cache": False, **changes})
+
+
+def test_tables_1_4_layout_and_perfect_separation(tiny_backbone, bright_dark):
+    result = run_table("1-4", [bright_dark], tiny_experiment())
+    table = result.tables["table_1-4_bright_dark"]
+    assert list(table.index) == ["N=0"]
+    assert list(table.columns) == [("mean", "avg8"), ("mean", "max2"),
+                                   ("max", "avg8"), ("max", "max2")]
+    # The tint alone separates the classes: every configuration is perfect.
+    np.testing.assert_array_equal(table.to_numpy(), 1.0)
+    assert len(result.records) == 4
+    for r in result.records:
+        assert r["accuracy_low"] <= r["accuracy"] <= r["accuracy_high"]
+        assert r["n_test"] == 8 and r["roc_auc"] == 1.0
+        assert r["recall red"] == r["specificity blue"] == 1.0
+        assert r["cpu_minutes"] > 0
+
+
+def test_table_5_7_rows_k_and_pooled_baseline(tiny_backbone, bright_dark):
+    result = run_table("5-7", [bright_dark], tiny_experiment())
+    table = result.tables["table_5-7_bright_dark"]
+    assert list(table.index) == ["k=2", "k=4", "k=pooled"]
+    assert list(table.columns) == ["avg8", "max2"]
+    assert ((table.to_numpy() >= 0) & (table.to_numpy() <= 1)).all()
+
+
+def test_table_11_conditions_per_dataset(tiny_backbone, bright_dark):
+    result = run_table("11", [bright_dark], tiny_experiment())
+    table = result.tables["table_11"]
+    assert list(table.index) == ["bright_dark"]
+    assert list(table.columns) == ["without augmentation", "with augmentation (x2)",
+                                   "CLAHE", "raw + CLAHE"]
+
+
+def test_table_12_picks_by_cross_validation_not_test(tiny_backbone, bright_dark):
+    result = run_table("12", [bright_dark], tiny_experiment())
+    (record,) = result.records
+    assert record["cv_score"] == 1.0  # selected on train folds
+    assert record["method"].endswith("+ linear SVM")
+    assert result.tables["table_12"].loc["bright_dark", "accuracy"] == 1.0
+
+
+@pytest.mark.parametrize("table", ["8-9", "10"])
+def test_keras_tables_layouts(bright_dark, table):
+    exp = Experiment(backbone="vgg16", weights=None, budget=TINY_BUDGET, cache=False,
+                     model_params=dict(input_side=32, head_units=(16, 8), batch_size=8))
+    result = run_table(table, [bright_dark], exp)
+    if table == "8-9":
+        t8 = result.tables["table_8_bright_dark"]
+        assert list(t8.index) == ["-", "blocks", "blocks, fc1", "blocks, fc2", "fc1", "fc2"]
+        assert list(t8.columns) == ["accuracy", "recall", "epochs", "trainable parameters"]
+        # Freezing more never leaves more to train.
+        params = t8["trainable parameters"]
+        assert params["-"] > params["blocks"] > params["blocks, fc1"]
+        assert list(result.tables["table_9"].columns) == ["fine-tuned VGG (fc2 trainable)"]
+    else:
+        assert list(result.tables["table_10"].columns) == [
+            "hybrid SepConv CNN", "fine-tuned VGG (frozen base)"]
+
+
+def test_cli_reproduce_writes_tables(tiny_backbone, bright_dark, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["reproduce", "1-4", "--data", bright_dark, "--backbone", "tiny",
+                 "--weights", "none", "-o", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "| N=0 |" in printed and "| N=1 |" in printed  # quick budget: scales 0 and 1
+    names = sorted(p.name for p in out.iterdir())
+    assert {"table_1-4_bright_dark.md", "table_1-4_bright_dark.csv", "records_1-4.csv",
+            "run_1-4.json"} <= set(names)
+    assert json.loads((out / "run_1-4.json").read_text())["budget"] == "quick"
+
+
+def test_errors_name_what_is_wrong(tiny_backbone, bright_dark, tmp_path):
+    with pytest.raises(ValueError, match="table must be one of"):
+        run_table("13", [bright_dark], tiny_experiment())
+    with pytest.raises(ValueError, match="budget must be one of"):
+        Experiment(budget="fast")
+    (tmp_path / "train" / "a").mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match="no test/ folder"):
+        run_table("1-4", [tmp_path], tiny_experiment())
+    with pytest.raises(ValueError, match="'tiny' has no fc layers"):
+        run_table("8-9", [bright_dark], tiny_experiment())
+    with pytest.raises(TypeError, match="either experiment or settings"):
+        run_table("1-4", [bright_dark], tiny_experiment(), budget="quick")
