@@ -274,7 +274,19 @@ def cmd_reproduce(args) -> int:
     from .reporting import to_markdown, write_table
     from .reproduce import Experiment, run_table
 
-    exp = Experiment(backbone=args.backbone, weights=args.weights, budget=args.budget,
+    from dataclasses import replace
+
+    from .reproduce import BUDGETS
+
+    budget = BUDGETS[args.budget]
+    scales = tuple(args.scales) if args.scales else None
+    changes = {"scales": scales, "vlad_scales": scales,
+               "max_train": args.max_train, "max_test": args.max_test,
+               "max_epochs": args.max_epochs}
+    changes = {k: (None if v == 0 and k.startswith("max_t") else v)
+               for k, v in changes.items() if v is not None}
+    budget = replace(budget, **changes, name=budget.name + ("*" if changes else ""))
+    exp = Experiment(backbone=args.backbone, weights=args.weights, budget=budget,
                      precision=args.precision, cache=args.cache_dir or True,
                      verbose=args.verbose, random_state=args.seed)
     tables = list(TABLE_NAMES) if args.table == "all" else [args.table]
@@ -387,6 +399,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="quick: minutes on 2 CPU cores (subsamples, fewer scales and "
                         "epochs); full: the report's settings")
     p.add_argument("--precision", default="float32", choices=["float32", "bfloat16", "float16"])
+    p.add_argument("--scales", nargs="+", type=int,
+                   help="override the budget's scales (of every table)")
+    p.add_argument("--max-train", type=int, help="override the budget's train subsample "
+                                                  "(0: every image)")
+    p.add_argument("--max-test", type=int, help="override the budget's test subsample "
+                                                 "(0: every image)")
+    p.add_argument("--max-epochs", type=int, help="override the budget's epoch cap")
     p.add_argument("--cache-dir", default=None, help="reuse activations across runs")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("-o", "--output", default="reproduce_results")

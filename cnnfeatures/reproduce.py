@@ -164,9 +164,11 @@ class Experiment:
     # -- data
     def load(self, data: str | os.PathLike[str]) -> tuple[_Split, _Split, list[str]]:
         """Train and test splits of ``data`` (subsampled per the budget), and notes."""
-        from .datasets import load_image_folder
+        from .datasets import PATIENT_PATTERNS, load_image_folder
 
         root = os.fspath(data)
+        # Known sets with several images per patient: folds keep each patient whole.
+        pattern = PATIENT_PATTERNS.get(_name(root))
         for split in ("train", "test"):
             if not os.path.isdir(os.path.join(root, split)):
                 raise FileNotFoundError(
@@ -175,7 +177,7 @@ class Experiment:
         notes = []
         parts = []
         for split, limit in (("train", self.budget.max_train), ("test", self.budget.max_test)):
-            folder = load_image_folder(root, split=split)
+            folder = load_image_folder(root, split=split, group_pattern=pattern)
             idx = _stratified_subset(folder.target, limit, self.random_state)
             if len(idx) < len(folder.target):
                 notes.append(f"{_name(root)}: {len(idx)} of {len(folder.target)} {split} "
@@ -463,7 +465,9 @@ def _fixed_feature_search(exp: Experiment, train: _Split):
     pipe = make_pipeline(exp.extractor(layer=layers[-1], pooling="mean"), _linear())
     grid = {"cnnfeatureextractor__layer": list(layers),
             "cnnfeatureextractor__pooling": ["mean", "max"],
-            "cnnfeatureextractor__scales": [(n,) for n in exp.budget.scales]}
+            "cnnfeatureextractor__scales": [(n,) for n in exp.budget.scales],
+            # Free once features are cached, and it matters on imbalanced sets.
+            "linearsvc__class_weight": [None, "balanced"]}
     cv = (GroupKFold(exp.budget.cv) if train.groups is not None
           else StratifiedKFold(exp.budget.cv, shuffle=True, random_state=exp.random_state))
     search = GridSearchCV(pipe, grid, cv=cv, refit=False)
@@ -502,8 +506,9 @@ def table_best(exp: Experiment, datasets: Sequence[str]) -> TableResult:
         cpu = time.process_time()
         model, params, cv_score = _fixed_feature_search(exp, train)
         p = {k.split("__")[1]: v for k, v in params.items()}
+        weighting = ", balanced" if p["class_weight"] else ""
         candidates = [(f"{p['layer']} {p['pooling']} pooling, N={p['scales'][0]} + linear "
-                       "SVM", model, cv_score)]
+                       f"SVM{weighting}", model, cv_score)]
         if full:
             vlad = make_pipeline(
                 exp.extractor(layer="block5_pool", pooling=None,

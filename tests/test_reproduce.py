@@ -75,7 +75,7 @@ def test_table_12_picks_by_cross_validation_not_test(tiny_backbone, bright_dark)
     result = run_table("12", [bright_dark], tiny_experiment())
     (record,) = result.records
     assert record["cv_score"] == 1.0  # selected on train folds
-    assert record["method"].endswith("+ linear SVM")
+    assert "+ linear SVM" in record["method"]
     assert result.tables["table_12"].loc["bright_dark", "accuracy"] == 1.0
 
 
@@ -103,6 +103,12 @@ def test_cli_reproduce_writes_tables(tiny_backbone, bright_dark, tmp_path, capsy
                  "--weights", "none", "-o", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "| N=0 |" in printed and "| N=1 |" in printed  # quick budget: scales 0 and 1
+    assert main(["reproduce", "1-4", "--data", bright_dark, "--backbone", "tiny",
+                 "--weights", "none", "--scales", "2", "--max-train", "6", "-o",
+                 str(tmp_path / "out2")]) == 0
+    printed = capsys.readouterr().out
+    assert "| N=2 |" in printed and "| N=0 |" not in printed
+    assert "6 of 16 train images" in printed and "budget quick*" in printed
     names = sorted(p.name for p in out.iterdir())
     assert {"table_1-4_bright_dark.md", "table_1-4_bright_dark.csv", "records_1-4.csv",
             "run_1-4.json"} <= set(names)
