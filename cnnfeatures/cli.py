@@ -268,15 +268,12 @@ def cmd_cache(args) -> int:
 def cmd_reproduce(args) -> int:
     import json
     import time
+    from dataclasses import replace
 
     import pandas as pd
 
     from .reporting import to_markdown, write_table
-    from .reproduce import Experiment, run_table
-
-    from dataclasses import replace
-
-    from .reproduce import BUDGETS
+    from .reproduce import BUDGETS, Experiment, run_table
 
     budget = BUDGETS[args.budget]
     scales = tuple(args.scales) if args.scales else None
