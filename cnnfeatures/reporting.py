@@ -239,7 +239,11 @@ def bootstrap_interval(y_true, y_pred, metric=accuracy_score, *, n_resamples: in
 
 
 def _roc_auc(y_true, scores, labels) -> float | None:
-    """ROC AUC from decision scores or probabilities; None when it cannot be computed."""
+    """ROC AUC from decision scores or probabilities; None when it cannot be computed.
+
+    Several classes: the mean of the one-vs-rest AUCs of each class's score column (what
+    sklearn's ``multi_class="ovr"`` computes, without needing probabilities).
+    """
     if scores is None:
         return None
     scores = np.asarray(scores, dtype=float)
@@ -247,8 +251,11 @@ def _roc_auc(y_true, scores, labels) -> float | None:
         if len(labels) == 2:
             positive = scores[:, 1] if scores.ndim == 2 else scores
             return float(roc_auc_score(y_true == labels[1], positive))
-        return float(roc_auc_score(y_true, scores, multi_class="ovr", labels=labels))
-    except ValueError:  # scores are not probabilities (multi-class), or one class only
+        if scores.ndim != 2 or scores.shape[1] != len(labels):
+            return None
+        return float(np.mean([roc_auc_score(y_true == label, scores[:, j])
+                              for j, label in enumerate(labels)]))
+    except ValueError:  # a class absent from y_true
         return None
 
 

@@ -127,3 +127,24 @@ def test_errors_name_what_is_wrong(tiny_backbone, bright_dark, tmp_path):
         run_table("8-9", [bright_dark], tiny_experiment())
     with pytest.raises(TypeError, match="either experiment or settings"):
         run_table("1-4", [bright_dark], tiny_experiment(), budget="quick")
+
+
+def test_evaluation_record_roc_auc_and_intervals():
+    from sklearn.metrics import roc_auc_score
+
+    from cnnfeatures.reporting import bootstrap_interval, evaluation_record
+
+    y = np.array([0, 0, 1, 1, 2, 2])
+    scores = np.array([[3, 1, 0], [1, 2, 0], [0, 3, 1], [1, 0, 2], [0, 1, 3], [2, 0, 1.0]])
+    proba = np.exp(scores) / np.exp(scores).sum(1, keepdims=True)
+    r = evaluation_record(y, proba.argmax(1), proba, names=["a", "b", "c"], n_resamples=0)
+    # On probabilities: sklearn's one-vs-rest macro AUC exactly.
+    assert r["roc_auc"] == pytest.approx(roc_auc_score(y, proba, multi_class="ovr"))
+    # On raw decision scores (sklearn refuses them): each class's column ranks its class.
+    raw = evaluation_record(y, scores.argmax(1), scores, n_resamples=0)["roc_auc"]
+    assert raw == pytest.approx(np.mean([roc_auc_score(y == c, scores[:, c]) for c in range(3)]))
+    assert r["accuracy"] == 0.5  # rows 0, 2 and 4 are right
+    low, high = bootstrap_interval(y, scores.argmax(1), n_resamples=500)
+    assert low <= 0.5 <= high and 0 <= low < high <= 1
+    with pytest.raises(ValueError, match="same non-zero length"):
+        bootstrap_interval([0, 1], [0])
