@@ -139,6 +139,32 @@ def test_hybrid_fits_small(task):
     assert clf.predict(X).shape == (24,)
 
 
+def test_hybrid_separable_blocks_keep_the_signal_scale(rng):
+    """Three separable convolutions in a row must not shrink activations ~1e4 times.
+
+    (With Keras' default initialisation they did, and the network predicted a uniform
+    distribution after a CPU-sized training.)
+    """
+    import keras
+
+    model = HybridSepConvClassifier(backbone="vgg16", weights=None, input_side=64,
+                                    random_state=0)._build(2)
+    names = ["sep_block4_bn1", "sep_block4_conv3", "sep_block5_conv3"]
+    probe = keras.Model(model.input, [model.get_layer(n).output for n in names])
+    bn1, conv3, last = (np.abs(o).mean() for o in probe(rng.normal(size=(4, 64, 64, 3))))
+    assert 0.3 < conv3 / bn1 < 3 and 0.3 < last / bn1 < 3
+
+
+def test_hybrid_learns_in_prediction_mode(task):
+    """After a few epochs, predictions (moving BatchNorm statistics) follow the classes."""
+    X, y = task
+    clf = HybridSepConvClassifier(
+        backbone="vgg16", weights=None, input_side=32, filters=16, head_units=(16, 8),
+        dropout=0.0, learning_rate=1e-3, max_epochs=10, patience=10, batch_size=4,
+        random_state=0).fit(X, y)
+    assert clf.score(X, y) >= 0.9
+
+
 def test_errors(task):
     X, y = task
     with pytest.raises(ValueError, match="unknown part"):
