@@ -17,10 +17,12 @@ __all__ = ["PATIENT_PATTERNS", "load_image_folder"]
 #: Ready-made ``group_pattern`` values for the datasets of ../shared/data.
 #: ``chest_xray``: ``person1372_bacteria_3501.jpeg`` -> ``person1372``,
 #: ``NORMAL2-IM-0373-0001.jpeg`` -> ``NORMAL2-IM-0373``, ``IM-0001-0001.jpeg`` -> ``IM-0001``.
-#: ``malaria_cells``: the slide, ``C100P61ThinF_IMG_..._cell_163.png`` -> ``C100P61ThinF``.
+#: ``malaria_cells``: the slide series, ``C100P61ThinF_IMG_..._cell_163.png`` -> ``C100``
+#: (the names vary: ``C51AP12thinF_``, ``C5BP1_thinF_``, ``C3thin_original_``, ``C1_thinF_``;
+#: the set was split by this ``C<n>`` prefix, so grouping by it keeps folds slide-disjoint).
 PATIENT_PATTERNS = {
     "chest_xray": r"^(person\d+|NORMAL2-IM-\d+|IM-\d+)",
-    "malaria_cells": r"^(C\d+P\d+\w*?)_",
+    "malaria_cells": r"^(C\d+)",
 }
 
 
