@@ -39,7 +39,7 @@ def main() -> None:
                         else "none")
     parser.add_argument("--precision", default="float32",
                         choices=["float32", "bfloat16", "float16"],
-                        help="bfloat16: 3-4.5x faster on CPUs with AMX / AVX-512 BF16")
+                        help="bfloat16: 3-5x faster on CPUs with AMX / AVX-512 BF16")
     parser.add_argument("--k", type=int, default=64)
     parser.add_argument("--pca", type=int, default=128)
     args = parser.parse_args()

@@ -21,8 +21,8 @@ layers' output.
 ``precision`` is ``"float32"`` (default) or a mixed policy, ``"bfloat16"`` or ``"float16"``:
 the weights stay float32, the convolutions run in the lower precision, and every output is
 cast back to float32 (pooling included, so means are summed in float32). On CPUs with AMX or
-AVX-512 BF16 (Intel Sapphire Rapids and later) ``"bfloat16"`` runs VGG 3–4.5 times faster;
-``"float16"`` is for GPUs. Features differ from float32 ones by about 1% (relative), so the
+AVX-512 BF16 (Intel Sapphire Rapids and later) ``"bfloat16"`` runs VGG 3–5 times faster;
+``"float16"`` is for GPUs. Features differ from float32 ones by under 1% (relative), so the
 precision is part of the cache key.
 """
 

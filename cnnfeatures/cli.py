@@ -39,8 +39,8 @@ def _add_extractor_args(p: argparse.ArgumentParser, many: bool = False) -> None:
     p.add_argument("--scale-combination", default="pool", choices=["pool", "concat"])
     p.add_argument("--no-l2", action="store_true", help="skip L2 normalisation")
     p.add_argument("--precision", default="float32", choices=["float32", "bfloat16", "float16"],
-                   help="precision of the convolutions (bfloat16: 3-4.5x faster on CPUs "
-                        "with AMX / AVX-512 BF16; features change by about 1%%)")
+                   help="precision of the convolutions (bfloat16: 3-5x faster on CPUs "
+                        "with AMX / AVX-512 BF16; features change by under 1%%)")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--cache-dir", default=None,
                    help="directory for the activation cache (default: memory only, or "

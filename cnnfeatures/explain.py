@@ -99,7 +99,7 @@ class _PipelineScorer:
         self.clf = tail[-1]
         self.classes_ = self.clf.classes_
         # Gradients in bfloat16 are too coarse for heatmaps: explain in float32 whatever
-        # precision extracted the features (they differ by about 1%).
+        # precision extracted the features (they differ by under 1%).
         self.net = self.extractor._network(precision="float32")
         self.sides = self.extractor.input_sides_
 

@@ -253,7 +253,7 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
         ``pooling=None``) by its L2 norm.
     precision : {"float32", "bfloat16", "float16"}, default="float32"
         Precision of the convolutions; features are float32 either way. ``"bfloat16"`` is
-        3–4.5 times faster on CPUs with AMX / AVX-512 BF16 and changes features by about 1%
+        3–5 times faster on CPUs with AMX / AVX-512 BF16 and changes features by under 1%
         (relative); ``"float16"`` is for GPUs. See :mod:`cnnfeatures.backbones`.
     batch_size : int, default=16
         Images per forward pass at side 224; larger sides take proportionally fewer.
