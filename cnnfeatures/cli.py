@@ -276,6 +276,12 @@ def cmd_reproduce(args) -> int:
     from .reproduce import BUDGETS, Experiment, run_table
 
     budget = BUDGETS[args.budget]
+    for flag in ("max_train", "max_test", "max_epochs"):
+        if getattr(args, flag) is not None and getattr(args, flag) < 0:
+            raise ValueError(f"--{flag.replace('_', '-')} must be >= 0, got "
+                             f"{getattr(args, flag)}")
+    if args.scales and min(args.scales) < 0:
+        raise ValueError(f"--scales must be scale numbers >= 0, got {args.scales}")
     scales = tuple(args.scales) if args.scales else None
     changes = {"scales": scales, "vlad_scales": scales,
                "max_train": args.max_train, "max_test": args.max_test,

@@ -125,6 +125,7 @@ def test_errors_name_what_is_wrong(tiny_backbone, bright_dark, tmp_path):
         run_table("1-4", [tmp_path], tiny_experiment())
     with pytest.raises(ValueError, match="'tiny' has no fc layers"):
         run_table("8-9", [bright_dark], tiny_experiment())
+    assert main(["reproduce", "1-4", "--data", bright_dark, "--max-train", "-3"]) == 2
     with pytest.raises(TypeError, match="either experiment or settings"):
         run_table("1-4", [bright_dark], tiny_experiment(), budget="quick")
 
