@@ -264,7 +264,6 @@ class FeatureNetwork:
         self.model = model
         self.weights_id = weights_id
         self.fc_pretrained = fc_pretrained
-        self.precision = "float32"
         self.layer_names = tuple(layer.name for layer in model.layers[1:])
         self._readers: dict[tuple[str, ...], Callable] = {}
         self._lock = threading.Lock()
@@ -433,11 +432,7 @@ def get_feature_network(
             if key in _NETWORKS:
                 return _NETWORKS[key]
         with _dtype_policy(PRECISIONS[precision]):
-            net = _build_network(spec, ref, with_fc)
-        if precision != "float32":
-            # Lower-precision features differ from float32 ones: never share cache entries.
-            net.weights_id = f"{net.weights_id}-{precision}"
-        net.precision = precision
+            net = _build_network(spec, ref, with_fc, precision)
         _NETWORKS[(spec.name, ref.key, with_fc, precision)] = net
         return net
 
@@ -475,13 +470,17 @@ def _file_has_top(key: tuple) -> bool | None:
     return any(part.startswith("dense") or part in _VGG_FC for part in parts)
 
 
-def _build_network(spec: BackboneSpec, ref: _WeightsRef, with_fc: bool) -> FeatureNetwork:
+def _build_network(spec: BackboneSpec, ref: _WeightsRef, with_fc: bool,
+                   precision: str = "float32") -> FeatureNetwork:
     if ref.kind == "random":
         weights_id = f"random-{uuid.uuid4().hex}"
     elif ref.kind == "imagenet":
         weights_id = "imagenet"
     else:
         weights_id = f"file-{_file_digest(ref.key)}"
+    if precision != "float32":
+        # Lower-precision features differ from float32 ones: never share cache entries.
+        weights_id = f"{weights_id}-{precision}"
 
     if not spec.fc_layers:
         if ref.kind == "random":

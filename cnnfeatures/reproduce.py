@@ -188,6 +188,13 @@ class Experiment:
                                 list(folder.target_names)))
         return parts[0], parts[1], notes
 
+    def splits(self, datasets: Sequence[str], result: TableResult):
+        """Yield ``(name, train, test)`` per dataset, recording subsampling notes."""
+        for data in datasets:
+            train, test, notes = self.load(data)
+            result.notes += notes
+            yield _name(data), train, test
+
     # -- parts
     def fixed_layers(self) -> tuple[tuple[str, ...], str | None]:
         """Layers of the fixed-feature tables, and a note when they differ from the report."""
@@ -224,8 +231,7 @@ class Experiment:
         wall, cpu = time.perf_counter(), time.process_time()
         fit_params = {"groups": train.groups} if _accepts_groups(model) else {}
         model.fit(train.X, train.y, **fit_params)
-        predicted = model.predict(test.X)
-        scores = _scores(model, test.X)
+        predicted, scores = _predict(model, test.X)
         record = dict(params)
         record.update(evaluation_record(test.y, predicted, scores, names=test.names,
                                         n_resamples=self.budget.n_resamples,
@@ -234,6 +240,14 @@ class Experiment:
         record["minutes"] = (time.perf_counter() - wall) / 60
         record["cpu_minutes"] = (time.process_time() - cpu) / 60
         return record
+
+
+def _fixed_layers(exp: Experiment, result: TableResult) -> tuple[str, ...]:
+    """The fixed-feature layers, with the note saying when they are not the report's."""
+    layers, note = exp.fixed_layers()
+    if note:
+        result.notes.append(note)
+    return layers
 
 
 def _name(root: str) -> str:
@@ -257,14 +271,22 @@ def _accepts_groups(model) -> bool:
     return isinstance(model, KerasImageClassifier)
 
 
-def _scores(model, X):
-    for method in ("decision_function", "predict_proba"):
-        if hasattr(model, method):
-            try:
-                return getattr(model, method)(X)
-            except (AttributeError, NotImplementedError):
-                continue
-    return None
+def _predict(model, X) -> tuple[np.ndarray, np.ndarray | None]:
+    """Predicted classes and scores from one pass over X.
+
+    The classes follow from the scores as the classifiers' own ``predict`` derives them
+    (sign of a binary decision function, else the arg-max column), so the test images —
+    a VLAD encoding or a Keras forward pass each — are not run twice.
+    """
+    classes = getattr(model, "classes_", None)
+    if classes is not None:
+        for method in ("decision_function", "predict_proba"):
+            if hasattr(model, method):
+                scores = np.asarray(getattr(model, method)(X))
+                if scores.ndim == 1:
+                    return classes[(scores > 0).astype(int)], scores
+                return classes[np.argmax(scores, axis=1)], scores
+    return model.predict(X), None
 
 
 def _headline_recall(record: dict, test: _Split) -> float:
@@ -288,12 +310,8 @@ def table_scales(exp: Experiment, datasets: Sequence[str]) -> TableResult:
     from sklearn.pipeline import make_pipeline
 
     result = TableResult()
-    layers, note = exp.fixed_layers()
-    if note:
-        result.notes.append(note)
-    for data in datasets:
-        train, test, notes = exp.load(data)
-        result.notes += notes
+    layers = _fixed_layers(exp, result)
+    for name, train, test in exp.splits(datasets, result):
         records = []
         for scale in exp.budget.scales:
             for pooling in ("mean", "max"):
@@ -301,10 +319,10 @@ def table_scales(exp: Experiment, datasets: Sequence[str]) -> TableResult:
                     model = make_pipeline(
                         exp.extractor(layer=layer, pooling=pooling, scales=(scale,)),
                         _linear())
-                    records.append(exp.evaluate(model, train, test, dataset=_name(data),
+                    records.append(exp.evaluate(model, train, test, dataset=name,
                                                 scale=scale, pooling=pooling, layer=layer))
         result.records += records
-        result.tables[f"table_1-4_{_name(data)}"] = scale_table(records, value="accuracy")
+        result.tables[f"table_1-4_{name}"] = scale_table(records, value="accuracy")
     return result
 
 
@@ -320,12 +338,8 @@ def table_vlad(exp: Experiment, datasets: Sequence[str]) -> TableResult:
 
     b = exp.budget
     result = TableResult()
-    layers, note = exp.fixed_layers()
-    if note:
-        result.notes.append(note)
-    for data in datasets:
-        train, test, notes = exp.load(data)
-        result.notes += notes
+    layers = _fixed_layers(exp, result)
+    for name, train, test in exp.splits(datasets, result):
         records = []
         for layer in layers:
             # Local descriptors once per layer; every k reuses them (no new forward pass).
@@ -339,16 +353,16 @@ def table_vlad(exp: Experiment, datasets: Sequence[str]) -> TableResult:
                 vlad = VLADEncoder(k=k, pca_components=b.pca_components,
                                    random_state=exp.random_state)
                 record = exp.evaluate(make_pipeline(vlad, _linear()), local, local_test,
-                                      dataset=_name(data), layer=layer, k=k,
+                                      dataset=name, layer=layer, k=k,
                                       scales=str(b.vlad_scales))
                 for key, value in extract.items():  # each k's cost includes extraction
                     record[key] += value
                 records.append(record)
             pooled = make_pipeline(exp.extractor(layer=layer, pooling="mean"), _linear())
-            records.append(exp.evaluate(pooled, train, test, dataset=_name(data),
+            records.append(exp.evaluate(pooled, train, test, dataset=name,
                                         layer=layer, k="pooled", scales="(0,)"))
         result.records += records
-        result.tables[f"table_5-7_{_name(data)}"] = vlad_table(records)
+        result.tables[f"table_5-7_{name}"] = vlad_table(records)
     return result
 
 
@@ -373,20 +387,18 @@ def table_finetune(exp: Experiment, datasets: Sequence[str]) -> TableResult:
     if note:
         result.notes.append("fc1/fc2 start random: the weights file has no classifier top "
                             "(the report froze ImageNet-trained fc layers)")
-    for data in datasets:
-        train, test, notes = exp.load(data)
-        result.notes += notes
+    for name, train, test in exp.splits(datasets, result):
         records = []
         for frozen in FROZEN_ROWS:
             clf = FineTunedCNNClassifier(head="original", frozen=frozen,
                                          **exp.keras_params("blocks" in frozen))
-            record = exp.evaluate(clf, train, test, dataset=_name(data),
+            record = exp.evaluate(clf, train, test, dataset=name,
                                   frozen=", ".join(frozen) or "-")
             record["epochs"] = f"{clf.best_epoch_}/{clf.n_epochs_}"
             record["trainable parameters"] = clf.count_params(trainable_only=True)
             records.append(record)
         result.records += records
-        result.tables[f"table_8_{_name(data)}"] = frozen_table(records)
+        result.tables[f"table_8_{name}"] = frozen_table(records)
     chosen = [dict(r, method="fine-tuned VGG (fc2 trainable)") for r in result.records
               if r["frozen"] == "blocks, fc1"]
     result.tables["table_9"] = dataset_table(chosen)
@@ -398,16 +410,14 @@ def table_hybrid(exp: Experiment, datasets: Sequence[str]) -> TableResult:
     from .models import FineTunedCNNClassifier, HybridSepConvClassifier
 
     result = TableResult()
-    for data in datasets:
-        train, test, notes = exp.load(data)
-        result.notes += notes
+    for name, train, test in exp.splits(datasets, result):
         models = {
             "hybrid SepConv CNN": HybridSepConvClassifier(**exp.keras_params(True)),
             "fine-tuned VGG (frozen base)": FineTunedCNNClassifier(
                 frozen=("blocks",), **exp.keras_params(True)),
         }
         for method, clf in models.items():
-            record = exp.evaluate(clf, train, test, dataset=_name(data), method=method)
+            record = exp.evaluate(clf, train, test, dataset=name, method=method)
             record["epochs"] = f"{clf.best_epoch_}/{clf.n_epochs_}"
             result.records.append(record)
     result.tables["table_10"] = dataset_table(result.records)
@@ -434,9 +444,7 @@ def table_augmentation(exp: Experiment, datasets: Sequence[str]) -> TableResult:
         return exp.extractor(layer=layer, pooling="mean")
 
     result = TableResult()
-    for data in datasets:
-        train, test, notes = exp.load(data)
-        result.notes += notes
+    for name, train, test in exp.splits(datasets, result):
         augmenter = ImageAugmenter(n_copies=b.copies, rotation=20, zoom=0.1, shift=0.05,
                                    brightness=0.1, contrast=0.1,
                                    random_state=exp.random_state)
@@ -450,15 +458,24 @@ def table_augmentation(exp: Experiment, datasets: Sequence[str]) -> TableResult:
                 _linear()),
         }
         for method, model in methods.items():
-            result.records.append(exp.evaluate(model, train, test, dataset=_name(data),
+            result.records.append(exp.evaluate(model, train, test, dataset=name,
                                                method=method, layer=layer))
     result.tables["table_11"] = dataset_table(result.records)
     return result
 
 
+def _folds(exp: Experiment, train: _Split):
+    """Patient-grouped folds where groups are known, else stratified shuffled folds."""
+    from sklearn.model_selection import GroupKFold, StratifiedKFold
+
+    if train.groups is not None:
+        return GroupKFold(exp.budget.cv)
+    return StratifiedKFold(exp.budget.cv, shuffle=True, random_state=exp.random_state)
+
+
 def _fixed_feature_search(exp: Experiment, train: _Split):
     """GridSearchCV over layer × pooling × scale on the training split only."""
-    from sklearn.model_selection import GridSearchCV, GroupKFold, StratifiedKFold
+    from sklearn.model_selection import GridSearchCV
     from sklearn.pipeline import make_pipeline
 
     layers, _ = exp.fixed_layers()
@@ -468,20 +485,16 @@ def _fixed_feature_search(exp: Experiment, train: _Split):
             "cnnfeatureextractor__scales": [(n,) for n in exp.budget.scales],
             # Free once features are cached, and it matters on imbalanced sets.
             "linearsvc__class_weight": [None, "balanced"]}
-    cv = (GroupKFold(exp.budget.cv) if train.groups is not None
-          else StratifiedKFold(exp.budget.cv, shuffle=True, random_state=exp.random_state))
-    search = GridSearchCV(pipe, grid, cv=cv, refit=False)
+    search = GridSearchCV(pipe, grid, cv=_folds(exp, train), refit=False)
     search.fit(train.X, train.y, groups=train.groups)
     return pipe.set_params(**search.best_params_), search.best_params_, search.best_score_
 
 
 def _cv_score(exp: Experiment, model, train: _Split) -> float:
-    from sklearn.model_selection import GroupKFold, StratifiedKFold, cross_val_score
+    from sklearn.model_selection import cross_val_score
 
-    cv = (GroupKFold(exp.budget.cv) if train.groups is not None
-          else StratifiedKFold(exp.budget.cv, shuffle=True, random_state=exp.random_state))
     return float(np.mean(cross_val_score(model, train.X, train.y, groups=train.groups,
-                                         cv=cv)))
+                                         cv=_folds(exp, train))))
 
 
 def table_best(exp: Experiment, datasets: Sequence[str]) -> TableResult:
@@ -500,9 +513,7 @@ def table_best(exp: Experiment, datasets: Sequence[str]) -> TableResult:
 
     full = exp.budget.name == "full"
     result = TableResult()
-    for data in datasets:
-        train, test, notes = exp.load(data)
-        result.notes += notes
+    for name, train, test in exp.splits(datasets, result):
         cpu = time.process_time()
         model, params, cv_score = _fixed_feature_search(exp, train)
         p = {k.split("__")[1]: v for k, v in params.items()}
@@ -522,7 +533,7 @@ def table_best(exp: Experiment, datasets: Sequence[str]) -> TableResult:
                 candidates.append((method, candidate, _cv_score(exp, candidate, train)))
         search_minutes = (time.process_time() - cpu) / 60
         method, best, score = max(candidates, key=lambda c: c[2])
-        record = exp.evaluate(best, train, test, dataset=_name(data), method=method,
+        record = exp.evaluate(best, train, test, dataset=name, method=method,
                               cv_score=score)
         record["cpu_minutes"] += search_minutes
         result.records.append(record)
