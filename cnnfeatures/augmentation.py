@@ -21,9 +21,9 @@ import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval
-from sklearn.utils.multiclass import check_classification_targets
 
 from .images import check_image_sources, image_name, load_image, transient
+from .targets import check_targets
 
 __all__ = ["AugmentationPolicy", "ImageAugmenter", "augmentation_grid"]
 
@@ -250,14 +250,7 @@ contrast, gamma, elastic_alpha, elastic_sigma
     def fit(self, X, y):
         """Check X and y (what ``fit_resample`` does before resampling)."""
         self._validate_params()
-        sources = check_image_sources(X)
-        y = np.asarray(y)
-        if y.ndim != 1 or len(y) != len(sources):
-            raise ValueError(
-                f"y must be 1-D with one label per image: X has {len(sources)} images, "
-                f"y has shape {y.shape}"
-            )
-        check_classification_targets(y)
+        check_targets(y, len(check_image_sources(X)))
         return self
 
     def fit_resample(self, X, y):
@@ -276,7 +269,7 @@ contrast, gamma, elastic_alpha, elastic_sigma
         """
         self.fit(X, y)
         sources = check_image_sources(X)
-        y = np.asarray(y)
+        y = check_targets(y, len(sources))
         rng = check_random_state(self.random_state)
         copies = np.tile(np.arange(len(sources)), self.n_copies)
         if self.balance:

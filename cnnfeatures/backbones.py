@@ -16,7 +16,8 @@ layers' output.
   error says how to pass a local file instead;
 * a path to a Keras weights file for the same architecture, with or without its top
   (``include_top=False``: then ``fc1``/``fc2`` start random and a warning says so);
-* ``None``: random initialisation (for tests; each process draws its own).
+* ``None``: random initialisation (for tests), drawn from a seed so that every process
+  builds the same network (see ``seed`` of :func:`get_feature_network`).
 
 ``precision`` is ``"float32"`` (default) or a mixed policy, ``"bfloat16"`` or ``"float16"``:
 the weights stay float32, the convolutions run in the lower precision, and every output is
@@ -30,9 +31,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import random
 import threading
 import uuid
 import warnings
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -47,8 +50,11 @@ __all__ = [
     "WeightsUnavailableError",
     "get_backbone",
     "register_backbone",
+    "clear_networks",
     "get_feature_network",
     "PRECISIONS",
+    "weights_fingerprint",
+    "weights_have_top",
 ]
 
 #: Precision name -> Keras dtype policy of the convolutions.
@@ -184,12 +190,13 @@ def get_backbone(name: str) -> BackboneSpec:
 class _WeightsRef:
     kind: str  # "imagenet" | "file" | "random"
     path: str | None = None
-    key: tuple = ()  # memo key: a changed file gives a new key
+    key: tuple = ()  # memo key: the file's content digest, or the random seed
 
 
-def _resolve_weights(weights: str | os.PathLike[str] | None) -> _WeightsRef:
+def _resolve_weights(weights: str | os.PathLike[str] | None,
+                     seed: int | None = None) -> _WeightsRef:
     if weights is None:
-        return _WeightsRef("random", key=("random",))
+        return _WeightsRef("random", key=("random", seed))
     if weights == "imagenet":
         return _WeightsRef("imagenet", key=("imagenet",))
     if not isinstance(weights, (str, os.PathLike)):
@@ -203,17 +210,42 @@ def _resolve_weights(weights: str | os.PathLike[str] | None) -> _WeightsRef:
             f"weights file {os.fspath(weights)!r} not found; pass 'imagenet', None, or the "
             "path of a Keras weights file (.weights.h5 or .h5)"
         )
+    # Networks are memoised by content: a file replaced in place (even with the same size
+    # and modification time) is a new network. The digest is recomputed only when the
+    # file's identity changes: inode and change time are set by the system on any write
+    # or replacement, and cannot be set back by a user.
     st = os.stat(path)
-    return _WeightsRef("file", path, ("file", path, st.st_mtime_ns, st.st_size))
+    digest = _file_digest((path, st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns))
+    return _WeightsRef("file", path, ("file", digest))
 
 
 @lru_cache(maxsize=32)
-def _file_digest(key: tuple) -> str:
+def _file_digest(identity: tuple) -> str:
     h = hashlib.sha256()
-    with open(key[1], "rb") as f:
+    with open(identity[0], "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()[:24]
+
+
+def weights_fingerprint(weights: str | os.PathLike[str] | None, seed: int | None = None
+                        ) -> str:
+    """The identity of a weights choice, as fitted estimators remember it.
+
+    ``"imagenet"``; ``"file-<digest of the content>"`` for a file; ``"random-<seed>"`` for
+    a random network drawn from a seed (``"random"`` without one).
+
+    Examples
+    --------
+    >>> weights_fingerprint(None, seed=7)
+    'random-7'
+    """
+    ref = _resolve_weights(weights, seed)
+    if ref.kind == "file":
+        return f"file-{ref.key[1]}"
+    if ref.kind == "random":
+        return "random" if seed is None else f"random-{seed}"
+    return "imagenet"
 
 
 def _imagenet_help(spec: BackboneSpec, include_top: bool) -> str:
@@ -259,14 +291,29 @@ class FeatureNetwork:
         Whether the fc layers carry trained weights (False for a no-top file).
     """
 
-    def __init__(self, spec: BackboneSpec, model, weights_id: str, fc_pretrained: bool):
+    def __init__(self, spec: BackboneSpec, model, weights_id: str, fc_pretrained: bool,
+                 fingerprint: str | None = None, precision: str = "float32"):
         self.spec = spec
         self.model = model
         self.weights_id = weights_id
+        self.fingerprint = fingerprint or weights_id
+        self.precision = precision
         self.fc_pretrained = fc_pretrained
         self.layer_names = tuple(layer.name for layer in model.layers[1:])
         self._readers: dict[tuple[str, ...], Callable] = {}
+        self._shapes: dict[tuple[str, int], tuple[int, ...]] = {}
         self._lock = threading.Lock()
+
+    def output_shape(self, layer: str, side: int) -> tuple[int, ...]:
+        """Shape ``(h, w, c)`` of a layer's map for one square input of ``side`` pixels."""
+        with self._lock:
+            if (layer, side) not in self._shapes:
+                import keras
+
+                sub = keras.Model(self.model.inputs, self.model.get_layer(layer).output)
+                shape = sub.compute_output_shape((1, side, side, 3))
+                self._shapes[(layer, side)] = tuple(int(d) for d in shape[1:])
+            return self._shapes[(layer, side)]
 
     def check_layers(self, layers: Sequence[str]) -> None:
         """Raise a ValueError naming any unknown layer and listing the valid ones."""
@@ -376,8 +423,17 @@ def _copy_weights(target, donor, spec: BackboneSpec) -> None:
         layer.set_weights(values)
 
 
-_NETWORKS: dict[tuple, FeatureNetwork] = {}
+#: Built networks kept per process: a VGG-16 with its fc layers holds 0.5 GB, so a grid
+#: over backbones or weights keeps only the most recently used few.
+MAX_NETWORKS = 4
+_NETWORKS: OrderedDict[tuple, FeatureNetwork] = OrderedDict()
 _NETWORKS_LOCK = threading.Lock()
+
+
+def clear_networks() -> None:
+    """Forget every memoised network of this process (they are rebuilt on next use)."""
+    with _NETWORKS_LOCK:
+        _NETWORKS.clear()
 
 
 def get_feature_network(
@@ -386,6 +442,7 @@ def get_feature_network(
     *,
     need_fc: bool = False,
     precision: str = "float32",
+    seed: int | None = None,
 ) -> FeatureNetwork:
     """Build (once per process) the free-size network of a backbone with given weights.
 
@@ -402,10 +459,15 @@ def get_feature_network(
         networks always have them.
     precision : {"float32", "bfloat16", "float16"}, default="float32"
         Precision of the computation (see the module docstring); outputs are float32.
+    seed : int, optional
+        With ``weights=None``: the seed the random weights are drawn from, so that every
+        process builds the same network. Without it, one random network per process.
 
     Returns
     -------
     FeatureNetwork
+        At most :data:`MAX_NETWORKS` are kept per process (least recently used first
+        out); :func:`clear_networks` forgets them all.
 
     Examples
     --------
@@ -414,7 +476,7 @@ def get_feature_network(
     (n, 7, 7, 512)
     """
     spec = get_backbone(backbone)
-    ref = _resolve_weights(weights)
+    ref = _resolve_weights(weights, seed)
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
     if not spec.fc_layers:
@@ -424,17 +486,39 @@ def get_feature_network(
     elif ref.kind == "imagenet":
         with_fc = need_fc
     else:
-        with_fc = need_fc or _file_has_top(ref.key) is not False
+        with_fc = need_fc or _file_has_top(ref.path, ref.key) is not False
     with _NETWORKS_LOCK:
         # A network that has the fc layers serves requests that do not need them too.
         for key in ((spec.name, ref.key, True, precision),
                     (spec.name, ref.key, with_fc, precision)):
             if key in _NETWORKS:
+                _NETWORKS.move_to_end(key)
                 return _NETWORKS[key]
-        with _dtype_policy(PRECISIONS[precision]):
+        with _dtype_policy(PRECISIONS[precision]), _seeded(seed if ref.kind == "random"
+                                                           else None):
             net = _build_network(spec, ref, with_fc, precision)
         _NETWORKS[(spec.name, ref.key, with_fc, precision)] = net
+        while len(_NETWORKS) > MAX_NETWORKS:
+            _NETWORKS.popitem(last=False)
         return net
+
+
+@contextmanager
+def _seeded(seed: int | None) -> Iterator[None]:
+    """Draw Keras' initial weights from ``seed``, leaving every global generator as it was.
+
+    Keras 3 initialisers without a seed take one from Python's ``random`` module, so
+    seeding it for the duration of the build makes the weights the same in every process.
+    """
+    if seed is None:
+        yield
+        return
+    state = random.getstate()
+    random.seed(seed)
+    try:
+        yield
+    finally:
+        random.setstate(state)
 
 
 @contextmanager
@@ -451,17 +535,17 @@ def _dtype_policy(name: str) -> Iterator[None]:
 
 
 @lru_cache(maxsize=32)
-def _file_has_top(key: tuple) -> bool | None:
+def _file_has_top(path: str, key: tuple) -> bool | None:
     """Whether a weights file holds the Dense top: True, False, or None when unsure.
 
-    Reading the names is cheap; building a topped model to find out would cost gigabytes.
-    Keras 3 files name groups after layer classes (``dense``), legacy ones after layers
-    (``fc1``).
+    ``key`` (the content digest) keys the memo. Reading the names is cheap; building a
+    topped model to find out would cost gigabytes. Keras 3 files name groups after layer
+    classes (``dense``), legacy ones after layers (``fc1``).
     """
     import h5py
 
     try:
-        with h5py.File(key[1], "r") as f:
+        with h5py.File(path, "r") as f:
             names: list[str] = []
             f.visit(names.append)
     except OSError:  # not HDF5 (a .keras archive, say): let Keras try
@@ -470,17 +554,43 @@ def _file_has_top(key: tuple) -> bool | None:
     return any(part.startswith("dense") or part in _VGG_FC for part in parts)
 
 
+def weights_have_top(backbone: str, weights: str | os.PathLike[str] | None) -> bool:
+    """Whether ``weights`` give a backbone's fc layers trained values.
+
+    True for ``"imagenet"`` (Keras downloads the top when asked) and for files that hold
+    the top; False for no-top files, for random weights and for backbones without fc
+    layers. A file whose kind cannot be told from its names counts as holding the top.
+
+    Examples
+    --------
+    >>> weights_have_top("vgg16", None), weights_have_top("xception", "imagenet")
+    (False, False)
+    """
+    spec = get_backbone(backbone)
+    if not spec.fc_layers:
+        return False
+    ref = _resolve_weights(weights)
+    if ref.kind == "random":
+        return False
+    return ref.kind == "imagenet" or _file_has_top(ref.path, ref.key) is not False
+
+
 def _build_network(spec: BackboneSpec, ref: _WeightsRef, with_fc: bool,
                    precision: str = "float32") -> FeatureNetwork:
     if ref.kind == "random":
-        weights_id = f"random-{uuid.uuid4().hex}"
+        seed = ref.key[1]
+        fingerprint = f"random-{uuid.uuid4().hex}" if seed is None else f"random-{seed}"
     elif ref.kind == "imagenet":
-        weights_id = "imagenet"
+        fingerprint = "imagenet"
     else:
-        weights_id = f"file-{_file_digest(ref.key)}"
+        fingerprint = f"file-{ref.key[1]}"
+    weights_id = fingerprint
     if precision != "float32":
         # Lower-precision features differ from float32 ones: never share cache entries.
         weights_id = f"{weights_id}-{precision}"
+
+    def network(model, fc_pretrained: bool) -> FeatureNetwork:
+        return FeatureNetwork(spec, model, weights_id, fc_pretrained, fingerprint, precision)
 
     if not spec.fc_layers:
         if ref.kind == "random":
@@ -489,12 +599,12 @@ def _build_network(spec: BackboneSpec, ref: _WeightsRef, with_fc: bool,
             )
         else:
             model = _build_donor(spec, ref, include_top=False)
-        return FeatureNetwork(spec, model, weights_id, fc_pretrained=False)
+        return network(model, False)
 
     model = _vgg_fully_convolutional(spec, with_fc)
     if ref.kind == "random":
-        return FeatureNetwork(spec, model, weights_id, fc_pretrained=with_fc)
-    top = with_fc if ref.kind == "imagenet" else _file_has_top(ref.key)
+        return network(model, with_fc)
+    top = with_fc if ref.kind == "imagenet" else _file_has_top(ref.path, ref.key)
     donor = None
     if top is not False:
         try:
@@ -510,7 +620,7 @@ def _build_network(spec: BackboneSpec, ref: _WeightsRef, with_fc: bool,
         donor = _build_donor(spec, ref, include_top=False)
     _copy_weights(model, donor, spec)
     del donor
-    return FeatureNetwork(spec, model, weights_id, fc_pretrained=fc_pretrained)
+    return network(model, fc_pretrained)
 
 
 def warn_random_fc(net: FeatureNetwork, layers: Sequence[str]) -> None:

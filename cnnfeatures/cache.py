@@ -1,36 +1,92 @@
 """Content-keyed activation cache shared by every clone of an extractor.
 
 ``GridSearchCV`` clones the extractor for every candidate and fold, so a cache on the
-instance would be thrown away each time. This cache lives in the process (an LRU bounded in
-bytes) and, optionally, in a directory that several processes can share (``n_jobs > 1``,
-dask workers, later runs).
+instance would be thrown away each time. This cache lives in the process — one memory LRU
+per process, bounded in real bytes whatever the number of cache directories — and,
+optionally, in a directory that several processes can share (``n_jobs > 1``, dask workers,
+later runs).
 
 Keys are built by the caller from *content* — the image's digest, backbone, weights identity,
-input side, layer and pooling — never from a path alone, so an edited file is a miss.
-Entries on disk are ``.npy`` files written to a temporary name then renamed atomically (a
-killed process leaves no half-written entry; two processes writing the same entry write the
-same bytes), and read with ``allow_pickle=False``.
+precision, input side, layer and pooling — never from a path alone, so an edited file is a
+miss.
+
+The directory belongs to the cache only in part: the cache writes there only when the
+directory is new, empty, or already marked as a cnnfeatures cache (a ``CACHEDIR.TAG`` file,
+the standard marker that also tells backup tools to skip it), and it reads, writes and
+deletes nothing but its own entries, ``<2 hex>/<40 hex>.npy``, and their temporary files.
+Entries are written to a temporary name and renamed atomically (a killed process leaves no
+half-written entry; two processes writing one entry write the same bytes). They are read
+only from regular files whose ``.npy`` header holds the expected shape and dtype, checked
+before anything is allocated; any other file in an entry's place is a miss, replaced on the
+next write. A directory that cannot be written (read-only, full, no permission) gives one
+warning naming it, and the work goes on from memory.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import re
+import stat
+import sys
 import tempfile
 import threading
+import warnings
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["ActivationCache", "CacheInfo", "get_cache"]
+__all__ = [
+    "ActivationCache",
+    "CacheInfo",
+    "CacheWriteWarning",
+    "MemoryLRU",
+    "NotACacheError",
+    "clear_memory_cache",
+    "get_cache",
+    "is_cache_directory",
+    "memory_cache",
+]
 
 #: Bumped whenever what a key means changes (decoding, resizing, pooling code), so that
 #: entries written by older versions are never read back.
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 
 DEFAULT_MEMORY_BYTES = 2 << 30  # 2 GiB of pooled vectors and local maps per process
+
+#: The standard cache-directory tag (https://bford.info/cachedir/), plus our own line.
+MARKER_NAME = "CACHEDIR.TAG"
+_MARKER_OWNER = "# This directory is a cnnfeatures activation cache"
+MARKER_TEXT = (
+    "Signature: 8a477f597d28d172789f06886806bc55\n"
+    f"{_MARKER_OWNER} (format {CACHE_FORMAT}).\n"
+    "# cnnfeatures reads, writes and deletes only <2 hex>/<40 hex>.npy entries here.\n"
+)
+_SHARD = re.compile(r"^[0-9a-f]{2}$")
+_ENTRY = re.compile(r"^[0-9a-f]{40}\.npy$")
+_TEMP = re.compile(r"^[0-9a-f]{40}\.[A-Za-z0-9_]+\.tmp$")
+_MARKER_TEMP = re.compile(r"^\.cnnfeatures-marker\.[A-Za-z0-9_]+\.tmp$")
+
+# Bytes a memory entry costs beyond its array object and key: the LRU's node and hash slot
+# and the allocator's rounding (measured: 200,000 entries of 64 float32 take ~580 bytes
+# each, of which 368 are the array and 89 the key).
+_ENTRY_OVERHEAD = 128
+
+# A directory that cannot take files at all: stop trying after the first failure.
+_DIRECTORY_ERRNOS = {errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC,
+                     getattr(errno, "EDQUOT", errno.ENOSPC)}
+
+
+class CacheWriteWarning(UserWarning):
+    """A cache directory could not be written; the work goes on from memory."""
+
+
+class NotACacheError(ValueError):
+    """A directory is not a cnnfeatures cache (no marker): nothing in it is touched."""
 
 
 @dataclass
@@ -53,21 +109,169 @@ def make_key(*parts: object) -> str:
     return hashlib.blake2b(text, digest_size=20).hexdigest()
 
 
+# --------------------------------------------------------------------------- memory
+
+
+class MemoryLRU:
+    """A least-recently-used map of read-only arrays, bounded in the bytes they really take.
+
+    Each entry counts its array (data and object header), its key and the map's own
+    overhead, so a million tiny vectors are bounded as surely as a few large maps.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> lru = MemoryLRU(max_bytes=2000)
+    >>> for i in range(10):
+    ...     lru.put(f"k{i}", np.zeros(64, np.float32))
+    >>> lru.entries, lru.bytes <= 2000, lru.get("k0") is None
+    (3, True, True)
+    """
+
+    def __init__(self, max_bytes: int = DEFAULT_MEMORY_BYTES):
+        self.max_bytes = int(max_bytes)
+        self._items: OrderedDict[str, np.ndarray] = OrderedDict()
+        self.bytes = 0
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def cost(key: str, value: np.ndarray) -> int:
+        """Bytes an entry takes in memory."""
+        array = sys.getsizeof(value) + (0 if value.flags.owndata else value.nbytes)
+        return array + sys.getsizeof(key) + _ENTRY_OVERHEAD
+
+    @property
+    def entries(self) -> int:
+        return len(self._items)
+
+    def get(self, key: str) -> np.ndarray | None:
+        with self._lock:
+            value = self._items.get(key)
+            if value is not None:
+                self._items.move_to_end(key)
+            return value
+
+    def put(self, key: str, value: np.ndarray) -> None:
+        cost = self.cost(key, value)
+        with self._lock:
+            old = self._items.pop(key, None)
+            if old is not None:
+                self.bytes -= self.cost(key, old)
+            if cost > self.max_bytes:
+                return
+            self._items[key] = value
+            self.bytes += cost
+            self._evict()
+
+    def set_limit(self, max_bytes: int) -> None:
+        """Change the bound (evicting at once if it shrinks)."""
+        with self._lock:
+            self.max_bytes = int(max_bytes)
+            self._evict()
+
+    def _evict(self) -> None:
+        while self.bytes > self.max_bytes and self._items:
+            key, evicted = self._items.popitem(last=False)
+            self.bytes -= self.cost(key, evicted)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+            self.bytes = 0
+
+
+def _default_memory_bytes() -> int:
+    value = os.environ.get("CNNFEATURES_CACHE_MEMORY_BYTES")
+    return int(value) if value else DEFAULT_MEMORY_BYTES
+
+
+_MEMORY = MemoryLRU(_default_memory_bytes())
+
+
+def memory_cache() -> MemoryLRU:
+    """The process's memory cache, shared by every :class:`ActivationCache` of
+    :func:`get_cache` (bounded by ``$CNNFEATURES_CACHE_MEMORY_BYTES``, default 2 GiB;
+    change it with ``memory_cache().set_limit(n)``)."""
+    return _MEMORY
+
+
+def clear_memory_cache() -> None:
+    """Drop every activation held in this process's memory (disk entries stay)."""
+    _MEMORY.clear()
+
+
+# --------------------------------------------------------------------------- disk
+
+
+def is_cache_directory(directory: str | os.PathLike[str]) -> bool:
+    """Whether ``directory`` holds the marker of a cnnfeatures cache."""
+    marker = Path(directory) / MARKER_NAME
+    try:
+        if not stat.S_ISREG(os.lstat(marker).st_mode):
+            return False
+        with open(marker, encoding="utf-8", errors="replace") as f:
+            return _MARKER_OWNER in f.read(4096)
+    except OSError:
+        return False
+
+
+def _read_entry(path: Path, shape: tuple[int, ...] | None, dtype) -> np.ndarray | None:
+    """An entry's array, or None unless ``path`` is a regular file holding exactly the
+    expected array (shape and dtype checked in the header, before any allocation)."""
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError:  # missing, a symbolic link (ELOOP), no permission
+        return None
+    try:
+        st = os.fstat(fd)
+    except OSError:
+        os.close(fd)
+        return None
+    if not stat.S_ISREG(st.st_mode):  # a directory, FIFO or device in the entry's place
+        os.close(fd)
+        return None
+    size = st.st_size
+    with os.fdopen(fd, "rb") as f:
+        try:
+            version = np.lib.format.read_magic(f)
+            if version == (1, 0):
+                stored_shape, fortran, stored_dtype = np.lib.format.read_array_header_1_0(f)
+            elif version == (2, 0):
+                stored_shape, fortran, stored_dtype = np.lib.format.read_array_header_2_0(f)
+            else:
+                return None
+            if fortran or stored_dtype != np.dtype(dtype) or stored_dtype.hasobject:
+                return None
+            if shape is not None and tuple(stored_shape) != tuple(shape):
+                return None
+            nbytes = int(np.prod(stored_shape, dtype=np.int64)) * stored_dtype.itemsize
+            if f.tell() + nbytes != size:  # truncated, padded, or a forged header
+                return None
+            data = f.read(nbytes)
+        except (ValueError, OSError, EOFError, SyntaxError, TypeError):
+            return None
+    if len(data) != nbytes:
+        return None
+    return np.frombuffer(data, dtype=stored_dtype).reshape(stored_shape)
+
+
 class ActivationCache:
     """A memory LRU of arrays, backed by an optional directory of ``.npy`` files.
 
     Parameters
     ----------
     directory : str or Path, optional
-        Where to keep entries on disk; created on first write. None keeps them in memory only.
-    max_memory_bytes : int, default=2 GiB
-        Bound on the arrays held in memory; least recently used entries are evicted first
-        (they stay on disk when a directory is set).
+        Where to keep entries on disk; created (and marked) on first write. It must be
+        new, empty or already a cnnfeatures cache. None keeps entries in memory only.
+    max_memory_bytes : int, optional
+        A private memory bound for this cache. By default the process-wide memory LRU of
+        :func:`memory_cache` is used, shared by every cache.
 
     Examples
     --------
     >>> import numpy as np
-    >>> cache = ActivationCache()
+    >>> cache = ActivationCache(max_memory_bytes=10_000)
     >>> key = make_key("digest", "vgg19", "imagenet", 224, "fc2", "max")
     >>> cache.put(key, np.ones(3, np.float32))
     >>> cache.get(key)
@@ -76,54 +280,46 @@ class ActivationCache:
 
     def __init__(
         self, directory: str | os.PathLike[str] | None = None,
-        max_memory_bytes: int = DEFAULT_MEMORY_BYTES,
+        max_memory_bytes: int | None = None,
     ):
         self.directory = Path(directory) if directory is not None else None
-        self.max_memory_bytes = int(max_memory_bytes)
-        self._memory: OrderedDict[str, np.ndarray] = OrderedDict()
-        self._memory_bytes = 0
+        self.memory = MemoryLRU(max_memory_bytes) if max_memory_bytes is not None else _MEMORY
+        # Each directory has its own names in the shared memory LRU: an entry held in
+        # memory for one cache is then still written to (and found in) another's directory.
+        shared = self.memory is _MEMORY and self.directory is not None
+        self._namespace = f"{self.directory}:" if shared else ""
         self._lock = threading.Lock()
+        self._disk_writable = True
+        self._marked = False
         self.hits = 0
         self.misses = 0
+
+    @property
+    def max_memory_bytes(self) -> int:
+        return self.memory.max_bytes
 
     # -- paths
     def _path(self, key: str) -> Path:
         assert self.directory is not None
         return self.directory / key[:2] / f"{key}.npy"
 
-    # -- memory LRU
-    def _remember(self, key: str, value: np.ndarray) -> None:
-        if value.nbytes > self.max_memory_bytes:
-            return
-        old = self._memory.pop(key, None)
-        if old is not None:
-            self._memory_bytes -= old.nbytes
-        self._memory[key] = value
-        self._memory_bytes += value.nbytes
-        while self._memory_bytes > self.max_memory_bytes:
-            _, evicted = self._memory.popitem(last=False)
-            self._memory_bytes -= evicted.nbytes
+    def get(self, key: str, shape: tuple[int, ...] | None = None,
+            dtype=np.float32) -> np.ndarray | None:
+        """Return the array stored under ``key``, or None.
 
-    def get(self, key: str) -> np.ndarray | None:
-        """Return the array stored under ``key``, or None."""
-        with self._lock:
-            value = self._memory.get(key)
-            if value is not None:
-                self._memory.move_to_end(key)
+        ``shape`` and ``dtype`` are what the caller expects: a disk entry holding anything
+        else is a miss (and is replaced on the next :meth:`put`).
+        """
+        value = self.memory.get(self._namespace + key)
+        if value is not None and (shape is None or value.shape == tuple(shape)):
+            with self._lock:
                 self.hits += 1
-                return value
+            return value
         if self.directory is not None:
-            try:
-                value = np.load(self._path(key), allow_pickle=False)
-            except (FileNotFoundError, NotADirectoryError):
-                value = None
-            except (ValueError, OSError, EOFError):
-                # A foreign or damaged file: treat as a miss; it is rewritten on put.
-                value = None
+            value = _read_entry(self._path(key), shape, dtype)
             if value is not None:
-                value.flags.writeable = False
+                self.memory.put(self._namespace + key, value)
                 with self._lock:
-                    self._remember(key, value)
                     self.hits += 1
                 return value
         with self._lock:
@@ -134,83 +330,186 @@ class ActivationCache:
         """Store an array (a read-only copy is kept) in memory and on disk."""
         value = np.array(value, copy=True)
         value.flags.writeable = False
-        with self._lock:
-            self._remember(key, value)
-        if self.directory is not None:
-            path = self._path(key)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            # Write to a unique temporary file in the same folder, then rename: readers see
-            # either no entry or a whole one, whatever happens to this process.
-            fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        self.memory.put(self._namespace + key, value)
+        if self.directory is None or not self._disk_writable:
+            return
+        try:
+            self._mark()
+            self._write(self._path(key), value)
+        except NotACacheError as exc:
+            self._disk_writable = False
+            _warn_once(str(self.directory), f"{exc}; the disk cache is off, activations "
+                                            "stay in memory")
+        except OSError as exc:
+            if exc.errno in _DIRECTORY_ERRNOS:
+                self._disk_writable = False
+            _warn_once(str(self.directory),
+                       f"cannot write the activation cache in {self.directory} "
+                       f"({exc.strerror or exc}); the work goes on from memory")
+
+    def _mark(self) -> None:
+        """Make sure the directory exists and is marked as ours (adopting only empty ones)."""
+        if self._marked:
+            return
+        directory = self.directory
+        directory.mkdir(parents=True, exist_ok=True)
+        if not is_cache_directory(directory):
+            foreign = [e.name for e in os.scandir(directory)
+                       if not _MARKER_TEMP.match(e.name)]
+            if foreign:
+                raise NotACacheError(
+                    f"{directory} holds files ({', '.join(sorted(foreign)[:3])}, ...) and "
+                    f"no {MARKER_NAME} marker: it is not a cnnfeatures cache, and the cache "
+                    "writes only into a new, empty or marked directory"
+                )
+            fd, tmp = tempfile.mkstemp(dir=directory, prefix=".cnnfeatures-marker.",
+                                       suffix=".tmp")
             try:
-                with os.fdopen(fd, "wb") as f:
-                    np.save(f, value, allow_pickle=False)
-                os.replace(tmp, path)
-            except BaseException:
+                with os.fdopen(fd, "w") as f:
+                    f.write(MARKER_TEXT)
                 try:
-                    os.unlink(tmp)
-                except FileNotFoundError:
-                    pass
-                raise
+                    os.link(tmp, directory / MARKER_NAME)  # atomic: never a half marker
+                except FileExistsError:
+                    pass  # another process marked it first
+            finally:
+                os.unlink(tmp)
+        self._marked = True
+
+    @staticmethod
+    def _write(path: Path, value: np.ndarray) -> None:
+        path.parent.mkdir(exist_ok=True)
+        # Write to a unique temporary file in the same folder, then rename: readers see
+        # either no entry or a whole one, whatever happens to this process.
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem + ".", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.save(f, value, allow_pickle=False)
+            os.replace(tmp, path)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+            raise
+
+    # -- maintenance: only our own files, only in a marked directory
+    def _own_files(self) -> Iterator[tuple[str, os.DirEntry]]:
+        """("entry" | "temp", dir entry) for every file of ours; never follows links."""
+        try:
+            shards = [e for e in os.scandir(self.directory)
+                      if _SHARD.match(e.name) and e.is_dir(follow_symlinks=False)]
+        except FileNotFoundError:
+            return
+        for shard in shards:
+            try:
+                entries = list(os.scandir(shard.path))
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    continue
+                if _ENTRY.match(entry.name):
+                    yield "entry", entry
+                elif _TEMP.match(entry.name):
+                    yield "temp", entry
+
+    def _check_owned(self) -> bool:
+        if self.directory is None or not self.directory.is_dir():
+            return False
+        if not is_cache_directory(self.directory):
+            raise NotACacheError(
+                f"{self.directory} has no {MARKER_NAME} marker of a cnnfeatures cache: "
+                "nothing was deleted (the cache deletes only in directories it marked)"
+            )
+        return True
 
     def clear(self, disk: bool = True) -> None:
-        """Empty the memory part and, with ``disk=True``, delete the entries on disk."""
+        """Empty the memory cache and, with ``disk=True``, delete this cache's disk entries.
+
+        Raises
+        ------
+        NotACacheError
+            If the directory is not marked as a cnnfeatures cache (nothing is deleted).
+        """
+        self.memory.clear()
         with self._lock:
-            self._memory.clear()
-            self._memory_bytes = 0
             self.hits = self.misses = 0
-        if disk and self.directory is not None and self.directory.is_dir():
-            for path in self.directory.glob("*/*.npy"):
-                path.unlink(missing_ok=True)
-            for path in self.directory.glob("*/*.tmp"):
-                path.unlink(missing_ok=True)
+        if disk and self._check_owned():
+            for _, entry in self._own_files():
+                _unlink(entry.path)
 
     def prune(self, max_bytes: int) -> int:
         """Delete the least recently written disk entries until at most ``max_bytes`` remain.
 
         Returns the number of entries deleted. Leftover temporary files of killed writers
-        are deleted too.
+        are deleted too. Raises :class:`NotACacheError` for an unmarked directory.
         """
-        if self.directory is None or not self.directory.is_dir():
+        if not self._check_owned():
             return 0
-        for path in self.directory.glob("*/*.tmp"):
-            path.unlink(missing_ok=True)
         entries = []
-        for path in self.directory.glob("*/*.npy"):
-            try:
-                st = path.stat()
-            except FileNotFoundError:
+        for kind, entry in self._own_files():
+            if kind == "temp":
+                _unlink(entry.path)
                 continue
-            entries.append((st.st_mtime, st.st_size, path))
+            st = _lstat(entry)
+            if st is not None:
+                entries.append((st.st_mtime, st.st_size, entry.path))
         entries.sort()
         total = sum(size for _, size, _ in entries)
         removed = 0
         for _, size, path in entries:
             if total <= max_bytes:
                 break
-            path.unlink(missing_ok=True)
+            _unlink(path)
             total -= size
             removed += 1
         return removed
 
     def info(self) -> CacheInfo:
-        """Count the entries and bytes held in memory and on disk."""
+        """Count the entries and bytes held in memory and on disk (regular files only)."""
         disk_entries = disk_bytes = 0
         if self.directory is not None and self.directory.is_dir():
-            for path in self.directory.glob("*/*.npy"):
-                disk_entries += 1
-                disk_bytes += path.stat().st_size
+            for kind, entry in self._own_files():
+                st = _lstat(entry)
+                if kind == "entry" and st is not None and stat.S_ISREG(st.st_mode):
+                    disk_entries += 1
+                    disk_bytes += st.st_size
         with self._lock:
-            return CacheInfo(
-                memory_entries=len(self._memory),
-                memory_bytes=self._memory_bytes,
-                memory_limit_bytes=self.max_memory_bytes,
-                disk_entries=disk_entries,
-                disk_bytes=disk_bytes,
-                directory=str(self.directory) if self.directory is not None else None,
-                hits=self.hits,
-                misses=self.misses,
-            )
+            hits, misses = self.hits, self.misses
+        return CacheInfo(
+            memory_entries=self.memory.entries,
+            memory_bytes=self.memory.bytes,
+            memory_limit_bytes=self.memory.max_bytes,
+            disk_entries=disk_entries,
+            disk_bytes=disk_bytes,
+            directory=str(self.directory) if self.directory is not None else None,
+            hits=hits,
+            misses=misses,
+        )
+
+
+def _lstat(entry: os.DirEntry) -> os.stat_result | None:
+    try:
+        return entry.stat(follow_symlinks=False)
+    except FileNotFoundError:  # removed meanwhile by another process
+        return None
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+_WARNED: set[str] = set()  # one warning per directory and process (bounded by directories)
+
+
+def _warn_once(directory: str, message: str) -> None:
+    if directory in _WARNED:
+        return
+    _WARNED.add(directory)
+    warnings.warn(message, CacheWriteWarning, stacklevel=4)
 
 
 _CACHES: dict[str | None, ActivationCache] = {}
@@ -224,6 +523,8 @@ def default_cache_dir() -> str | None:
 
 def get_cache(directory: str | os.PathLike[str] | None = None) -> ActivationCache:
     """The process-wide cache for a directory (None: memory only), created on first use.
+
+    Every such cache shares the process's memory LRU (:func:`memory_cache`).
 
     Examples
     --------

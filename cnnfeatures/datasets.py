@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import warnings
 from pathlib import Path
 
 import numpy as np
 from sklearn.utils import Bunch
 
-from .images import dicom_tag, is_image_file
+from .images import ImageLoadError, dicom_tag, is_image_file
 
 __all__ = ["PATIENT_PATTERNS", "load_image_folder"]
 
@@ -42,6 +43,25 @@ def _group_of(pattern: re.Pattern[str], filename: str) -> str | None:
     return match.group(0)
 
 
+def _file_kind(path: Path) -> str:
+    """"file", "directory", or what else the entry is (never opened)."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return "broken link"
+    except OSError as exc:
+        return f"unreadable: {exc.strerror or exc}"
+    if stat.S_ISREG(mode):
+        return "file"
+    if stat.S_ISDIR(mode):
+        return "directory"
+    if stat.S_ISFIFO(mode):
+        return "FIFO"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "device"
+    return "not a regular file"
+
+
 def load_image_folder(
     root: str | os.PathLike[str],
     split: str | None = None,
@@ -69,9 +89,11 @@ def load_image_folder(
         ready-made pattern. ``"dicom:<Keyword>"`` reads a DICOM tag instead, e.g.
         ``"dicom:PatientID"``. A file that does not match is an error.
     on_non_image : {"warn", "raise"}, default="warn"
-        What to do with files whose extension is not an image's (``.txt``, ``.DS_Store``):
-        leave them out with a :class:`NotAnImageWarning` that lists them, or raise. They are
-        listed in ``skipped`` either way; nothing is dropped silently.
+        What to do with files whose extension is not an image's (``.txt``, ``.DS_Store``)
+        and with entries that are not regular files (FIFOs, devices, broken links, which
+        are never opened): leave them out with a :class:`NotAnImageWarning` that lists
+        them, or raise. They are listed in ``skipped`` either way; nothing is dropped
+        silently.
 
     Returns
     -------
@@ -86,7 +108,8 @@ def load_image_folder(
         If ``root`` or ``root/split`` does not exist (the message lists the splits found).
     ValueError
         If there is no class folder, a class folder holds no image, or a file does not
-        match ``group_pattern``.
+        match ``group_pattern``, or (with ``"dicom:<Keyword>"``) a file is not readable
+        as DICOM.
 
     Examples
     --------
@@ -130,19 +153,26 @@ def load_image_folder(
     groups: list[str] = []
     skipped: list[str] = []
     unmatched: list[str] = []
+    unreadable: list[str] = []
     for label, class_dir in enumerate(class_dirs):
         n_images = 0
         for path in sorted(class_dir.rglob("*")):
-            if path.is_dir():
+            kind = _file_kind(path)
+            if kind == "directory":
                 continue
-            if not is_image_file(path):
-                skipped.append(str(path))
+            if kind != "file" or not is_image_file(path):
+                # FIFOs, devices and broken links are never read (a FIFO would block).
+                skipped.append(str(path) if kind == "file" else f"{path} ({kind})")
                 continue
             n_images += 1
             filenames.append(str(path))
             target.append(label)
             if dicom_keyword is not None:
-                group = dicom_tag(path, dicom_keyword)
+                try:
+                    group = dicom_tag(path, dicom_keyword)
+                except ImageLoadError as exc:
+                    unreadable.append(str(exc))
+                    group = ""
                 if group is None:
                     unmatched.append(path.name)
                 groups.append(group or "")
@@ -154,12 +184,18 @@ def load_image_folder(
         if n_images == 0:
             raise ValueError(f"{class_dir}: class folder '{class_dir.name}' holds no image")
 
+    if unreadable:
+        raise ValueError(
+            f"{len(unreadable)} file(s) could not be read as DICOM to find their "
+            f"{dicom_keyword}: " + "; ".join(unreadable[:5])
+        )
     if unmatched:
         what = (f"lack the DICOM tag {dicom_keyword}" if dicom_keyword
                 else f"do not match group_pattern {pattern.pattern!r}")
         raise ValueError(f"{len(unmatched)} file(s) {what} (e.g. {unmatched[:3]})")
     if skipped:
-        message = f"{len(skipped)} file(s) in {folder} are not images and were left out: {skipped}"
+        message = (f"{len(skipped)} file(s) in {folder} are not images (or not regular "
+                   f"files) and were left out: {skipped}")
         if on_non_image == "raise":
             raise ValueError(message)
         warnings.warn(message, NotAnImageWarning, stacklevel=2)

@@ -60,6 +60,46 @@ def _unlink(path: str) -> None:
         pass
 
 
+class _SequenceRows:
+    """Rows held by a sequence of per-image 2-D arrays, read one image at a time.
+
+    The sequence may compute its items on demand (a lazy loader): nothing is concatenated,
+    so holding a :class:`LocalDescriptors` over it costs only the row counts.
+    """
+
+    def __init__(self, images, counts: np.ndarray, n_features: int):
+        self.images = images
+        self.counts = counts
+        self.n_features = n_features
+        self.offsets = np.concatenate([[0], np.cumsum(counts)])
+        self.n_rows = int(self.offsets[-1])
+
+    def image(self, i: int) -> np.ndarray:
+        rows = np.asarray(self.images[i])
+        expected = (int(self.counts[i]), self.n_features)
+        if rows.shape != expected:
+            raise ValueError(
+                f"X[{i}] has shape {rows.shape} now but had {expected} when first read: a "
+                "sequence of descriptors must give the same arrays each time"
+            )
+        return rows
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        first = int(np.searchsorted(self.offsets, start, side="right")) - 1
+        parts = []
+        i, position = first, start
+        while position < stop:
+            rows = self.image(i)
+            lo = position - int(self.offsets[i])
+            hi = min(stop, int(self.offsets[i + 1])) - int(self.offsets[i])
+            parts.append(rows[lo:hi])
+            position = int(self.offsets[i]) + hi
+            i += 1
+        if len(parts) == 1:
+            return parts[0]
+        return np.concatenate(parts) if parts else np.zeros((0, self.n_features), np.float32)
+
+
 def _read(storage, start: int, stop: int) -> np.ndarray:
     if isinstance(storage, np.ndarray):
         return storage[start:stop]
@@ -109,6 +149,42 @@ class LocalDescriptors(Sequence):
         self.counts = counts
         self._scales = None if scales is None else np.asarray(scales)
         self.feature_names = None if feature_names is None else np.asarray(feature_names)
+
+    @classmethod
+    def from_sequence(cls, images: Sequence[np.ndarray], feature_names=None
+                      ) -> LocalDescriptors:
+        """Wrap a sequence of per-image 2-D arrays without copying or concatenating them.
+
+        ``images`` may be a list or any object with ``len`` and indexing that builds each
+        array on demand (read from disk, computed): one pass reads every item once to
+        learn its number of rows, then items are read again only when used, so memory
+        holds a few images at a time whatever the total.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> d = LocalDescriptors.from_sequence([np.zeros((2, 3)), np.ones((4, 3))])
+        >>> d.counts.tolist(), d[1].shape, d.in_memory
+        ([2, 4], (4, 3), False)
+        """
+        if len(images) == 0:
+            raise ValueError("at least one image's descriptors are required")
+        counts = []
+        n_features = None
+        for i in range(len(images)):
+            rows = np.asarray(images[i])
+            if rows.ndim != 2:
+                raise ValueError(f"descriptors of image {i} must be 2-D, got shape {rows.shape}")
+            if n_features is None:
+                n_features = rows.shape[1]
+            elif rows.shape[1] != n_features:
+                raise ValueError(f"all images need the same number of features: image 0 has "
+                                 f"{n_features}, image {i} has {rows.shape[1]}")
+            counts.append(len(rows))
+        counts = np.asarray(counts, dtype=np.int64)
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        return cls(_SequenceRows(images, counts, n_features), starts, counts,
+                   feature_names=feature_names)
 
     @classmethod
     def from_arrays(cls, arrays: Sequence[np.ndarray], scales=None, feature_names=None):

@@ -100,7 +100,7 @@ class _PipelineScorer:
         self.classes_ = self.clf.classes_
         # Gradients in bfloat16 are too coarse for heatmaps: explain in float32 whatever
         # precision extracted the features (they differ by under 1%).
-        self.net = self.extractor._network(precision="float32")
+        self.net = self.extractor.feature_network(precision="float32")
         self.sides = self.extractor.input_sides_
 
     def layer_names(self):

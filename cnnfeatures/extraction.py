@@ -12,6 +12,7 @@ from numbers import Integral
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
@@ -100,6 +101,11 @@ class _Plan:
     def key(self, digest: str, side: int, layer: str, pooling: str | None) -> str:
         return make_key(digest, self.net.spec.name, self.net.weights_id, side, layer, pooling)
 
+    def entry_shape(self, side: int, layer: str, pooling: str | None) -> tuple[int, ...]:
+        """Shape of one cache entry: ``(channels,)`` pooled, ``(positions, channels)`` map."""
+        h, w, c = self.net.output_shape(layer, side)
+        return (c,) if pooling is not None else (h * w, c)
+
 
 
 def _prefetch(tasks: Iterable[Callable[[], object]], depth: int = 2) -> Iterator[object]:
@@ -145,7 +151,7 @@ class _Extraction:
             for side in plan.sides:
                 for layer in plan.layers:
                     key = plan.key(digest, side, layer, plan.pooling)
-                    value = (self.cache.get(key)
+                    value = (self.cache.get(key, plan.entry_shape(side, layer, plan.pooling))
                              if self.cache is not None and self.cacheable[i] else None)
                     if value is None:
                         missing[side].append(i)
@@ -262,6 +268,11 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
         set); a path: memory plus that directory, shared between processes; False: none.
     verbose : int, default=0
         0 is silent; 1 shows a progress bar while images are forwarded.
+    random_state : int, RandomState or None, default=None
+        With ``weights=None`` only: the seed of the random network — an int is the seed,
+        a RandomState gives one, None means seed 0 (so that the clones of a grid search
+        share one network and its cache entries). The seed is kept in the fitted
+        extractor: a pickled pipeline rebuilds the very same network in any process.
 
     Attributes
     ----------
@@ -273,6 +284,12 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
         Number of channels of each layer.
     n_features_out_ : int
         Number of output features (columns), or the descriptor width with ``pooling=None``.
+    weights_fingerprint_ : str
+        Identity of the weights the network was built from (a digest of a weights file's
+        content, ``"imagenet"``, or ``"random-<seed>"``). ``transform`` refuses to run when
+        the weights now give another fingerprint (a replaced file).
+    random_seed_ : int or None
+        The seed of a random network (``weights=None``), else None.
 
     See Also
     --------
@@ -308,6 +325,7 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "cache": ["boolean", str, os.PathLike],
         "verbose": ["verbose"],
+        "random_state": ["random_state"],
     }
 
     def __init__(
@@ -323,6 +341,7 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
         batch_size: int = 16,
         cache: bool | str | os.PathLike[str] = True,
         verbose: int = 0,
+        random_state=None,
     ):
         self.backbone = backbone
         self.layer = layer
@@ -335,6 +354,7 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
         self.batch_size = batch_size
         self.cache = cache
         self.verbose = verbose
+        self.random_state = random_state
 
     # -- sklearn plumbing
     def __sklearn_tags__(self):
@@ -346,14 +366,34 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
         tags.input_tags.string = True
         tags.target_tags.required = False
         tags.transformer_tags.preserves_dtype = []
-        tags.non_deterministic = self.weights is None
         return tags
 
     def _network(self, precision: str | None = None) -> FeatureNetwork:
         layers = _as_layers(self.layer)
         need_fc = any(name in get_backbone(self.backbone).fc_layers for name in layers)
         return get_feature_network(self.backbone, self.weights, need_fc=need_fc,
-                                   precision=precision or self.precision)
+                                   precision=precision or self.precision,
+                                   seed=getattr(self, "random_seed_", None))
+
+    def feature_network(self, precision: str | None = None) -> FeatureNetwork:
+        """The fitted extractor's network (in another ``precision`` if asked).
+
+        Raises
+        ------
+        ValueError
+            When the weights file has changed since ``fit`` (its content fingerprint
+            differs): features would no longer match what later steps learnt.
+        """
+        check_is_fitted(self, "weights_fingerprint_")
+        net = self._network(precision)
+        if net.fingerprint != self.weights_fingerprint_:
+            raise ValueError(
+                f"the weights {os.fspath(self.weights)!r} have changed since this extractor "
+                f"was fitted (fingerprint {self.weights_fingerprint_} then, "
+                f"{net.fingerprint} now): its features would differ from those the next "
+                "steps were trained on; restore the file or fit the pipeline again"
+            )
+        return net
 
     def fit(self, X, y=None):
         """Validate parameters and images, and build the network (no forward pass).
@@ -381,7 +421,9 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
                 f"layer={self.layer!r}"
             )
         scales = _check_scales(self.scales)
+        self.random_seed_ = None if self.weights is not None else _network_seed(self.random_state)
         net = self._network()
+        self.weights_fingerprint_ = net.fingerprint
         net.check_layers(layers)
         warn_random_fc(net, layers)
 
@@ -396,7 +438,7 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
         return self
 
     def _plan(self) -> _Plan:
-        net = self._network()
+        net = self.feature_network()
         cached = [name for name in net.spec.pooled_layers if name in net.layer_names
                   and (name not in net.spec.fc_layers or net.fc_pretrained)]
         forward = tuple(dict.fromkeys([*self.layers_, *cached]))
@@ -506,6 +548,15 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
             else:
                 names.extend(f"{layer}_{pooling}_{j}" for j in range(width))
         return np.asarray(names, dtype=object)
+
+
+def _network_seed(random_state) -> int:
+    """The seed of a random network: an int as is, one drawn from a RandomState, else 0."""
+    if random_state is None:
+        return 0
+    if isinstance(random_state, Integral):
+        return int(random_state)
+    return int(check_random_state(random_state).randint(2**31 - 1))
 
 
 def _l2(v: np.ndarray) -> np.ndarray:

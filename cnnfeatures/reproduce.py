@@ -198,13 +198,13 @@ class Experiment:
     # -- parts
     def fixed_layers(self) -> tuple[tuple[str, ...], str | None]:
         """Layers of the fixed-feature tables, and a note when they differ from the report."""
-        from .backbones import _file_has_top, _resolve_weights, get_backbone
+        from .backbones import get_backbone, weights_have_top
 
         spec = get_backbone(self.backbone)
         if not spec.fc_layers:
             return tuple(spec.pooled_layers), None
-        ref = _resolve_weights(self.weights)
-        has_top = ref.kind != "file" or _file_has_top(ref.key) is not False
+        # A random network's fc layers are as random as the rest: read them.
+        has_top = self.weights is None or weights_have_top(self.backbone, self.weights)
         if has_top:
             return ("block5_pool", "fc1", "fc2"), None
         return ("block4_pool", "block5_pool"), (

@@ -18,17 +18,31 @@ from .descriptors import LocalDescriptors
 __all__ = ["VLADEncoder"]
 
 
-def as_local_descriptors(X, name: str = "X") -> LocalDescriptors:
-    """Accept LocalDescriptors, a list of 2-D arrays (one per image), or a 2-D array.
+def _is_image_sequence(X) -> bool:
+    """A sequence (list, tuple, or lazy) whose first item is a 2-D array: one per image."""
+    if isinstance(X, np.ndarray) or hasattr(X, "columns") or not hasattr(X, "__len__"):
+        return False
+    try:
+        first = X[0] if len(X) else None
+    except (TypeError, KeyError, IndexError):
+        return False
+    return isinstance(first, np.ndarray) and first.ndim == 2
 
+
+def as_local_descriptors(X, name: str = "X") -> LocalDescriptors:
+    """Accept LocalDescriptors, a sequence of 2-D arrays (one per image), or a 2-D array.
+
+    A sequence of per-image arrays — a list, or any object with ``len`` and indexing that
+    builds them on demand — is wrapped without copying (see
+    :meth:`LocalDescriptors.from_sequence`), so memory stays bounded however large it is.
     A 2-D numeric array is read as one descriptor per image (a degenerate but valid case
     that lets scikit-learn's estimator checks run on VLADEncoder); a 3-D array as images
     with the same number of descriptors.
     """
     if isinstance(X, LocalDescriptors):
         return X
-    if isinstance(X, (list, tuple)) and all(isinstance(a, np.ndarray) for a in X):
-        return LocalDescriptors.from_arrays(X)
+    if _is_image_sequence(X):
+        return LocalDescriptors.from_sequence(X)
     # Anything else array-like (an ndarray, a DataFrame, nested lists). check_array gives
     # scikit-learn's own messages for 1-D, complex, NaN and empty input.
     arr = check_array(X, dtype=[np.float32, np.float64], allow_nd=True, input_name=name)

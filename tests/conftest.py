@@ -88,3 +88,40 @@ def proba_in_fresh_process(model, X, tmp_path, setup: str = ""):
     repo = Path(__file__).resolve().parents[1]
     subprocess.run([sys.executable, "-c", code], check=True, cwd=repo, capture_output=True)
     return np.load(tmp_path / "p.npy")
+
+
+def _tiny_conv_builder(include_top=False, weights=None, input_shape=(None, None, 3)):
+    """A one-convolution network with real weights, loadable from a weights file."""
+    import keras
+
+    x = keras.Input(input_shape or (None, None, 3))
+    y = keras.layers.Conv2D(4, 3, name="conv")(x)
+    y = keras.layers.MaxPooling2D(2, name="pool")(y)
+    model = keras.Model(x, y, name="tiny_conv")
+    if weights is not None:
+        model.load_weights(weights)
+    return model
+
+
+def register_tiny_conv():
+    from cnnfeatures.backbones import BackboneSpec, register_backbone
+
+    register_backbone(BackboneSpec("tiny_conv", "", _tiny_conv_builder, 32, 8, (), ("pool",),
+                                   preprocess=lambda a: a))
+    return "tiny_conv"
+
+
+@pytest.fixture(scope="session")
+def tiny_conv_backbone():
+    """Register 'tiny_conv': one 3x3 convolution (4 filters) and 2x2 max pooling."""
+    return register_tiny_conv()
+
+
+def save_tiny_conv_weights(path, seed: int):
+    """Write tiny_conv weights drawn from ``seed`` to ``path`` (a .weights.h5 file)."""
+    model = _tiny_conv_builder()
+    rng = np.random.default_rng(seed)
+    model.set_weights([rng.normal(size=w.shape).astype(np.float32)
+                       for w in model.get_weights()])
+    model.save_weights(path)
+    return path

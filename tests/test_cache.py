@@ -51,20 +51,22 @@ def test_killed_writer_leaves_no_corrupt_entry(tmp_path):
 
 
 def test_a_damaged_entry_is_a_miss(tmp_path):
-    cache = ActivationCache(tmp_path)
+    cache = ActivationCache(tmp_path, max_memory_bytes=10_000)  # its own memory tier
     key = make_key("x")
     cache.put(key, np.ones(3, np.float32))
     path = next(tmp_path.glob("*/*.npy"))
     path.write_bytes(b"garbage")
-    assert ActivationCache(tmp_path).get(key) is None
+    assert ActivationCache(tmp_path, max_memory_bytes=10_000).get(key) is None
 
 
 def test_memory_bound_and_disk_prune(tmp_path):
-    cache = ActivationCache(tmp_path, max_memory_bytes=1000)
+    # Each entry costs what it takes: 400 bytes of data, the array object, the key and the
+    # LRU's node (729 bytes here), so 1500 bytes hold two.
+    cache = ActivationCache(tmp_path, max_memory_bytes=1500)
     for i in range(10):
         cache.put(make_key(i), np.zeros(100, np.float32))  # 400 bytes each
     info = cache.info()
-    assert info.memory_entries == 2 and info.memory_bytes <= 1000
+    assert info.memory_entries == 2 and info.memory_bytes <= 1500
     assert info.disk_entries == 10
     removed = cache.prune(max_bytes=5 * 528)  # .npy of 100 float32 = 528 bytes
     assert removed == 5 and cache.info().disk_entries == 5

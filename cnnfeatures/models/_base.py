@@ -22,8 +22,9 @@ from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.validation import check_is_fitted
 
 from ..augmentation import AugmentationPolicy, ImageAugmenter
-from ..backbones import get_backbone
+from ..backbones import get_backbone, weights_fingerprint
 from ..images import check_image_sources, image_name, load_image
+from ..targets import check_targets
 
 __all__ = ["KerasImageClassifier"]
 
@@ -225,14 +226,12 @@ class KerasImageClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(f"input_side={self.input_side} is below {spec.name}'s minimum "
                              f"{spec.min_side}")
         sources = check_image_sources(X)
-        y = np.asarray(y)
-        if y.ndim != 1 or len(y) != len(sources):
-            raise ValueError(f"y must have one label per image: X has {len(sources)} images, "
-                             f"y has shape {y.shape}")
+        y = check_targets(y, len(sources))
         encoder = LabelEncoder().fit(y)
         self.classes_ = encoder.classes_
         if len(self.classes_) < 2:
             raise ValueError(f"y has a single class {self.classes_.tolist()}; need at least 2")
+        self._check_class_weight()
         targets = encoder.transform(y)
 
         rng = check_random_state(self.random_state)
@@ -240,7 +239,12 @@ class KerasImageClassifier(ClassifierMixin, BaseEstimator):
         keras.utils.set_random_seed(seed)  # initial weights, dropout, shuffling
         if validation_data is not None:
             val_sources = check_image_sources(validation_data[0], name="validation X")
-            val_targets = encoder.transform(np.asarray(validation_data[1]))
+            val_y = check_targets(validation_data[1], len(val_sources), name="validation y")
+            unknown = sorted(set(val_y.tolist()) - set(self.classes_.tolist()), key=str)
+            if unknown:
+                raise ValueError(f"validation y holds class(es) {unknown} that y does not; "
+                                 f"classes are {self.classes_.tolist()}")
+            val_targets = encoder.transform(val_y)
             train_idx = np.arange(len(sources))
         else:
             if groups is not None and len(groups) != len(sources):
@@ -289,6 +293,9 @@ class KerasImageClassifier(ClassifierMixin, BaseEstimator):
         self.n_epochs_ = len(losses)
         self.frozen_prefix_cached_ = prefix is not None and policy is None and self.cache_frozen
         self.epoch_seconds_ = clock.seconds
+        # Provenance: which weights the network started from (a file by its content).
+        self.weights_fingerprint_ = (None if self.weights is None
+                                     else weights_fingerprint(self.weights))
         return self
 
     def _split(self, targets, groups, seed):
@@ -306,6 +313,15 @@ class KerasImageClassifier(ClassifierMixin, BaseEstimator):
                 f"{self.validation_fraction} from {len(targets)} images ({exc}); pass "
                 "validation_data or a larger validation_fraction"
             ) from None
+
+    def _check_class_weight(self) -> None:
+        if not isinstance(self.class_weight, dict):
+            return
+        classes = set(self.classes_.tolist())
+        unknown = [key for key in self.class_weight if key not in classes]
+        if unknown:
+            raise ValueError(f"class_weight names class(es) {unknown} that y does not hold; "
+                             f"classes are {self.classes_.tolist()}")
 
     def _sample_weights(self, targets):
         if self.class_weight is None:

@@ -97,6 +97,10 @@ class FineTunedCNNClassifier(KerasImageClassifier):
         Whether a frozen prefix ran once per image and the rest trained on its activations.
     epoch_seconds_ : list of float
         Wall time of each epoch.
+    weights_fingerprint_ : str or None
+        The pretrained weights the network started from (a digest of a weights file's
+        content, or ``"imagenet"``); None for random weights. The fitted model holds its
+        own weights: a later change to the file does not change its predictions.
 
     Examples
     --------

@@ -45,7 +45,8 @@ class_weight, augmentation, cache_frozen, random_state, verbose
 
     Attributes
     ----------
-    model_, classes_, history_, best_epoch_, n_epochs_, frozen_prefix_cached_
+    model_, classes_, history_, best_epoch_, n_epochs_, frozen_prefix_cached_, \
+weights_fingerprint_
         As for :class:`~cnnfeatures.FineTunedCNNClassifier`.
 
     Examples

@@ -1,0 +1,249 @@
+"""Decoding files: Pillow for every mode and format, OpenCV where Pillow loses bits, DICOM.
+
+Pillow represents 16-bit *colour* PNG and TIFF files as 8-bit RGB (the low byte is
+dropped), so those go through OpenCV, which keeps 16 bits. Every Pillow mode is first
+brought to one of a few (``L``, ``LA``, ``RGB``, ``RGBA``, ``I``, ``F``) that keep the
+file's depth and that the rest of the code — Pillow's fast ``reduce`` included — handles.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+
+import cv2
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .arrays import composite_alpha, resize_square, to_rgb_float
+from .dicom import NotDicomError, has_dicom_marker, load_dicom
+from .sources import ImageLoadError, ImageSource, read_image_bytes
+
+__all__ = ["decode_native", "load_image", "load_image_native"]
+
+_DICOM_SUFFIXES = (".dcm", ".dicom")
+
+# Pillow mode -> the mode it is converted to before anything else. Modes absent here are
+# kept (L, LA, RGB, RGBA, I, F).
+_MODE_TARGET = {
+    "1": "L",
+    "PA": "RGBA",
+    "La": "LA",
+    "RGBa": "RGBA",
+    "RGBX": "RGB",
+    "CMYK": "RGB",
+    "YCbCr": "RGB",
+    "LAB": "RGB",
+    "HSV": "RGB",
+    "I;16": "I",
+    "I;16L": "I",
+    "I;16B": "I",
+    "I;16N": "I",
+}
+_KEPT_MODES = frozenset({"L", "LA", "RGB", "RGBA", "I", "F"})
+
+
+def _normalise_mode(img: Image.Image) -> Image.Image:
+    mode = img.mode
+    if mode in _KEPT_MODES:
+        return img
+    if mode == "P":
+        return img.convert("RGBA" if "transparency" in img.info else "RGB")
+    return img.convert(_MODE_TARGET.get(mode, "RGB"))
+
+
+def _is_deep_colour(img: Image.Image, data: bytes) -> bool:
+    """A 16-bit colour (or gray + alpha) PNG/TIFF, which Pillow would cut to 8 bits."""
+    if img.format == "PNG" and len(data) > 25:
+        # IHDR follows the 8-byte signature: length, type, width, height, depth, colour.
+        depth, colour_type = data[24], data[25]
+        return depth == 16 and colour_type in (2, 4, 6)
+    if img.format == "TIFF":
+        bits = getattr(img, "tag_v2", {}).get(258)
+        bits = tuple(bits) if isinstance(bits, (tuple, list)) else (bits,)
+        return len(bits) > 1 and max(b or 0 for b in bits) > 8
+    return False
+
+
+def _decode_deep_colour(name: str, data: bytes) -> np.ndarray:
+    arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if arr is None:
+        raise ImageLoadError(f"{name}: truncated or corrupt 16-bit colour image data")
+    if arr.ndim == 3 and arr.shape[2] == 3:
+        return cv2.cvtColor(arr, cv2.COLOR_BGR2RGB)
+    if arr.ndim == 3 and arr.shape[2] == 4:
+        return cv2.cvtColor(arr, cv2.COLOR_BGRA2RGBA)
+    return arr
+
+
+def _open(name: str, data: bytes) -> Image.Image:
+    try:
+        img = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:
+        raise ImageLoadError(f"{name}: not an image (Pillow cannot identify its format)") from None
+    except Image.DecompressionBombError as exc:
+        raise ImageLoadError(
+            f"{name}: declared size is too large ({exc}); Pillow's decompression-bomb guard "
+            "refuses it. Raise PIL.Image.MAX_IMAGE_PIXELS only for files you trust."
+        ) from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageLoadError(f"{name}: truncated or corrupt image header ({exc})") from None
+    if img.width == 0 or img.height == 0:
+        raise ImageLoadError(f"{name}: zero-size image ({img.width}x{img.height})")
+    return img
+
+
+def _decode_pillow(name: str, img: Image.Image, target_side: int | None) -> np.ndarray:
+    if target_side is not None and img.format == "JPEG":
+        # Let libjpeg decode at 1/2, 1/4 or 1/8 scale when the target is much smaller: a
+        # large photo then costs a fraction of the memory and time. The result stays at
+        # least as large as asked, so the final resize only ever shrinks it.
+        img.draft(img.mode, (target_side, target_side))
+    try:
+        img.load()
+        img = _normalise_mode(img)
+    except Image.DecompressionBombError as exc:
+        raise ImageLoadError(f"{name}: declared size is too large ({exc})") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageLoadError(f"{name}: truncated or corrupt image data ({exc})") from None
+    try:
+        img = ImageOps.exif_transpose(img)
+    except Exception:  # a broken EXIF block must not hide the pixels; orientation stays as stored
+        pass
+    if target_side is not None and img.format != "JPEG":
+        # Other formats cannot decode reduced; shrink by an integer factor right away so the
+        # float conversion below never holds a huge image. Every normalised mode reduces.
+        factor = min(img.width, img.height) // (2 * target_side)
+        if factor >= 2:
+            img = img.reduce(factor)
+    return _pil_to_array(img, name)
+
+
+def _pil_to_array(img: Image.Image, name: str) -> np.ndarray:
+    arr = np.asarray(img)
+    if img.mode == "I":
+        # 32-bit integer mode: Pillow uses it for 16-bit grayscale PNG/TIFF. Values must fit
+        # the 16-bit range to be scaled without clipping.
+        if arr.size and (arr.min() < 0 or arr.max() > 65535):
+            raise ImageLoadError(
+                f"{name}: 32-bit integer pixels outside the 0-65535 range are not supported"
+            )
+        arr = arr.astype(np.uint16)
+    elif img.mode == "F":
+        arr = arr.astype(np.float32)
+    return arr
+
+
+def _is_dicom(name: str, data: bytes) -> bool:
+    """DICOM by content: the DICM marker; a ``.dcm`` file is DICOM unless Pillow knows it."""
+    if has_dicom_marker(data):
+        return True
+    if not name.lower().endswith(_DICOM_SUFFIXES):
+        return False
+    try:
+        Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:
+        return True  # a bare data set without preamble, or not DICOM at all (said there)
+    except Exception:
+        return False  # Pillow knows the format; its own errors will say what is wrong
+    return False
+
+
+def decode_native(source: ImageSource, target_side: int | None = None, *,
+                  name: str | None = None, data: bytes | None = None) -> np.ndarray:
+    """Decode a source to an array in its own depth: ``uint8``, ``uint16`` or ``float32``.
+
+    Gray is ``(H, W)``, gray + alpha ``(H, W, 2)``, colour ``(H, W, 3)`` or ``(H, W, 4)``;
+    DICOM files come windowed as float32 RGB (see :func:`load_dicom`). With
+    ``target_side``, large files may be decoded reduced (never below ``target_side``).
+    Arrays are returned as they are.
+    """
+    if isinstance(source, np.ndarray):
+        return source
+    if not isinstance(source, (str, os.PathLike)):
+        raise ImageLoadError(
+            f"{name or 'image'}: expected a path or a NumPy array, got {type(source).__name__}"
+        )
+    label = name or os.fspath(source)
+    if data is None:
+        data = read_image_bytes(source)
+    if _is_dicom(label, data):
+        try:
+            return load_dicom(data, name=label)
+        except NotDicomError as exc:  # a .dcm name on bytes that Pillow did not know either
+            raise ImageLoadError(f"{exc}, nor an image format Pillow recognises") from None
+    with _open(label, data) as img:
+        if _is_deep_colour(img, data):
+            return _decode_deep_colour(label, data)
+        return _decode_pillow(label, img, target_side)
+
+
+def load_image(
+    source: ImageSource,
+    side: int | None = None,
+    *,
+    name: str | None = None,
+    data: bytes | None = None,
+) -> np.ndarray:
+    """Load one image source as float32 RGB on the 0–255 scale.
+
+    Parameters
+    ----------
+    source : str, Path or ndarray
+        A file path or an image array (see :mod:`cnnfeatures.images` for accepted shapes
+        and dtypes).
+    side : int, optional
+        When given, resize to ``(side, side)`` with :func:`resize_square`; files much
+        larger than ``side`` are decoded reduced.
+    name : str, optional
+        How to name the source in errors (defaults to the path, or "array image").
+    data : bytes, optional
+        The file's bytes when the caller has already read them (to hash them, say).
+
+    Returns
+    -------
+    image : ndarray of shape (H, W, 3) or (side, side, 3), dtype float32
+
+    Raises
+    ------
+    ImageLoadError
+        With the file name and the problem: missing, not a regular file, too large,
+        unreadable, empty, not an image, truncated, zero size, unsupported dtype or shape,
+        NaN/inf values, float values that look scaled to [0, 1].
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> load_image(np.zeros((5, 7), dtype=np.uint8), side=4).shape
+    (4, 4, 3)
+    """
+    label = name or (os.fspath(source) if isinstance(source, (str, os.PathLike))
+                     else "array image")
+    rgb = to_rgb_float(decode_native(source, side, name=label, data=data), label)
+    if side is not None:
+        rgb = resize_square(rgb, side)
+    return rgb
+
+
+def load_image_native(source: ImageSource, *, name: str | None = None) -> np.ndarray:
+    """Load an image keeping its bit depth: ``uint8`` or ``uint16``, gray ``(H, W)`` or RGB.
+
+    For steps that work on integer histograms (CLAHE). Alpha is composited onto black in the
+    image's own depth; float arrays (on the 0–255 scale, see :func:`to_rgb_float`) and
+    DICOM files (windowed, see :func:`load_dicom`) are rounded to ``uint8``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> load_image_native(np.zeros((2, 3, 1), np.uint16)).shape
+    (2, 3)
+    """
+    label = name or (os.fspath(source) if isinstance(source, (str, os.PathLike))
+                     else "array image")
+    arr = decode_native(source, name=label)
+    if arr.dtype not in (np.uint8, np.uint16):
+        return np.rint(to_rgb_float(arr, label)).astype(np.uint8)
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    to_rgb_float(arr[:1, :1], label)  # shape and size checks, same messages as load_image
+    return composite_alpha(arr)
