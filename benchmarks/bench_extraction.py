@@ -35,7 +35,7 @@ REDUCED = {
 
 
 def total_forwards():
-    from cnnfeatures.extraction import forward_pass_counts
+    from cnnfeatures.instrumentation import forward_pass_counts
 
     return sum(forward_pass_counts().values())
 
@@ -71,7 +71,7 @@ def grid_time(paths, y, cache):
 
     from cnnfeatures import CNNFeatureExtractor
     from cnnfeatures.cache import get_cache
-    from cnnfeatures.extraction import reset_forward_pass_counts
+    from cnnfeatures.instrumentation import reset_forward_pass_counts
 
     get_cache().clear()
     reset_forward_pass_counts()

@@ -12,20 +12,29 @@ estimators reuse it to show a new view of every image at every epoch.
 
 from __future__ import annotations
 
+import inspect
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from numbers import Integral, Real
 
 import cv2
 import numpy as np
-from sklearn.base import BaseEstimator
+from imblearn.base import BaseSampler
+from imblearn.utils import check_sampling_strategy
+from sklearn.base import _fit_context
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval
+from sklearn.utils._param_validation import Interval, StrOptions
 
 from .images import check_image_sources, image_name, load_image, transient
 from .targets import check_targets
 
-__all__ = ["AugmentationPolicy", "ImageAugmenter", "augmentation_grid"]
+__all__ = ["AUGMENTATION_SETTINGS", "AugmentationPolicy", "ImageAugmenter", "augmentation_grid"]
+
+
+def _setting(default, constraint, help_text: str):
+    """A transformation setting, declared once: its default, its scikit-learn parameter
+    constraint and its help text serve the policy, ImageAugmenter and the CLI alike."""
+    return field(default=default, metadata={"constraint": constraint, "help": help_text})
 
 
 @dataclass(frozen=True)
@@ -70,18 +79,28 @@ class AugmentationPolicy:
     ((32, 32, 3), dtype('float32'))
     """
 
-    horizontal_flip: bool = True
-    vertical_flip: bool = False
-    rotation: float = 15.0
-    zoom: float = 0.1
-    shift: float = 0.05
-    shear: float = 0.0
-    crop: float = 0.0
-    brightness: float = 0.1
-    contrast: float = 0.1
-    gamma: float = 0.0
-    elastic_alpha: float = 0.0
-    elastic_sigma: float = 6.0
+    horizontal_flip: bool = _setting(True, "boolean", "flip left-right with probability 1/2")
+    vertical_flip: bool = _setting(False, "boolean", "flip upside down with probability 1/2")
+    rotation: float = _setting(15.0, Interval(Real, 0, 180, closed="both"),
+                               "maximum rotation in degrees")
+    zoom: float = _setting(0.1, Interval(Real, 0, 1, closed="left"),
+                           "scale drawn in [1 - zoom, 1 + zoom]")
+    shift: float = _setting(0.05, Interval(Real, 0, 1, closed="left"),
+                            "maximum translation, as a fraction of the side")
+    shear: float = _setting(0.0, Interval(Real, 0, 89, closed="both"),
+                            "maximum shear angle in degrees")
+    crop: float = _setting(0.0, Interval(Real, 0, 1, closed="left"),
+                           "random crop keeping at least 1 - crop of each side (0: off)")
+    brightness: float = _setting(0.1, Interval(Real, 0, 1, closed="both"),
+                                 "offset up to +-brightness x 255")
+    contrast: float = _setting(0.1, Interval(Real, 0, 1, closed="both"),
+                               "contrast factor in [1 - contrast, 1 + contrast]")
+    gamma: float = _setting(0.0, Interval(Real, 0, None, closed="left"),
+                            "gamma with log g in +-gamma (0: off)")
+    elastic_alpha: float = _setting(0.0, Interval(Real, 0, None, closed="left"),
+                                    "elastic distortion in pixels (0: off)")
+    elastic_sigma: float = _setting(6.0, Interval(Real, 0, None, closed="neither"),
+                                    "smoothness of the elastic field, in pixels")
 
     def __call__(self, image: np.ndarray, rng: np.random.RandomState) -> np.ndarray:
         out = np.asarray(image, dtype=np.float32)
@@ -152,34 +171,51 @@ class AugmentationPolicy:
         return out.astype(np.float32, copy=False)
 
 
-_POLICY_FIELDS = tuple(AugmentationPolicy.__dataclass_fields__)
+#: The transformation settings, in order: (name, default, constraint, help), declared once
+#: in AugmentationPolicy's fields.
+AUGMENTATION_SETTINGS = tuple(
+    (f.name, f.default, f.metadata["constraint"], f.metadata["help"])
+    for f in fields(AugmentationPolicy)
+)
+_POLICY_FIELDS = tuple(name for name, *_ in AUGMENTATION_SETTINGS)
 
 
-class ImageAugmenter(BaseEstimator):
+class ImageAugmenter(BaseSampler):
     """Add augmented copies of the training images, at fit time only (an imblearn sampler).
 
     Every transformation of :class:`AugmentationPolicy` is a parameter of its own, so a
     grid search can tune them. ``fit_resample(X, y)`` returns the originals followed by
     ``n_copies`` augmented copies of each (and, with ``balance=True``, extra copies of
-    minority-class images until every class has as many images as the largest). Copies are
-    ``uint8`` RGB arrays marked transient, so the extractor's cache does not keep them.
+    minority-class images as imbalanced-learn's ``sampling_strategy`` asks: by default
+    until every class has as many images as the largest). Copies are ``uint8`` RGB images
+    marked transient (:class:`~cnnfeatures.images.TransientImage`), so the extractor's
+    cache does not keep them.
+
+    It goes in an imbalanced-learn pipeline (``imblearn.pipeline.make_pipeline``), whose
+    samplers act at fit time only; scikit-learn's ``Pipeline`` cannot add samples (it
+    refuses a step without ``transform``).
 
     Parameters
     ----------
     n_copies : int, default=1
         Augmented copies per image (0: none, e.g. to balance only).
     balance : bool, default=False
-        Oversample minority classes with augmented copies up to the majority count (an
-        image oversampler: new views instead of repeated images).
+        Oversample classes with augmented copies (an image oversampler: new views instead
+        of repeated images), by ``sampling_strategy``.
     horizontal_flip, vertical_flip, rotation, zoom, shift, shear, crop, brightness, \
 contrast, gamma, elastic_alpha, elastic_sigma
-        See :class:`AugmentationPolicy`.
+        See :class:`AugmentationPolicy` (keyword only).
+    sampling_strategy : str, float, dict or callable, default="auto"
+        With ``balance=True``: how many images each class gets, as imbalanced-learn's
+        over-samplers read it (``"auto"``: every class up to the majority's count).
     random_state : int, RandomState or None, default=None
 
     Attributes
     ----------
     sample_indices_ : ndarray of shape (n_samples_resampled,)
         Index in ``X`` of the image each output sample comes from.
+    sampling_strategy_ : dict
+        Images added per class by balancing, per original image set (before copies).
 
     Examples
     --------
@@ -191,47 +227,29 @@ contrast, gamma, elastic_alpha, elastic_sigma
     (9, [0, 1, 1, 0, 1, 1, 0, 1, 1])
     """
 
-    _estimator_type = "sampler"
+    _sampling_type = "over-sampling"
 
     _parameter_constraints: dict = {
         "n_copies": [Interval(Integral, 0, None, closed="left")],
         "balance": ["boolean"],
-        "horizontal_flip": ["boolean"],
-        "vertical_flip": ["boolean"],
-        "rotation": [Interval(Real, 0, 180, closed="both")],
-        "zoom": [Interval(Real, 0, 1, closed="left")],
-        "shift": [Interval(Real, 0, 1, closed="left")],
-        "shear": [Interval(Real, 0, 89, closed="both")],
-        "crop": [Interval(Real, 0, 1, closed="left")],
-        "brightness": [Interval(Real, 0, 1, closed="both")],
-        "contrast": [Interval(Real, 0, 1, closed="both")],
-        "gamma": [Interval(Real, 0, None, closed="left")],
-        "elastic_alpha": [Interval(Real, 0, None, closed="left")],
-        "elastic_sigma": [Interval(Real, 0, None, closed="neither")],
+        **{name: [constraint] for name, _, constraint, _ in AUGMENTATION_SETTINGS},
+        "sampling_strategy": [Interval(Real, 0, 1, closed="right"),
+                              StrOptions({"auto", "minority", "not minority", "not majority",
+                                          "all"}), dict, callable],
         "random_state": ["random_state"],
     }
 
-    def __init__(
-        self, n_copies: int = 1, balance: bool = False, *, horizontal_flip: bool = True,
-        vertical_flip: bool = False, rotation: float = 15.0, zoom: float = 0.1,
-        shift: float = 0.05, shear: float = 0.0, crop: float = 0.0, brightness: float = 0.1,
-        contrast: float = 0.1, gamma: float = 0.0, elastic_alpha: float = 0.0,
-        elastic_sigma: float = 6.0, random_state=None,
-    ):
+    def __init__(self, n_copies: int = 1, balance: bool = False, *,
+                 sampling_strategy="auto", random_state=None, **settings):
+        unknown = sorted(set(settings) - set(_POLICY_FIELDS))
+        if unknown:
+            raise TypeError(f"ImageAugmenter got unexpected keyword argument(s) {unknown}; "
+                            f"the transformations are {list(_POLICY_FIELDS)}")
+        super().__init__(sampling_strategy=sampling_strategy)
         self.n_copies = n_copies
         self.balance = balance
-        self.horizontal_flip = horizontal_flip
-        self.vertical_flip = vertical_flip
-        self.rotation = rotation
-        self.zoom = zoom
-        self.shift = shift
-        self.shear = shear
-        self.crop = crop
-        self.brightness = brightness
-        self.contrast = contrast
-        self.gamma = gamma
-        self.elastic_alpha = elastic_alpha
-        self.elastic_sigma = elastic_sigma
+        for name, default, _, _ in AUGMENTATION_SETTINGS:
+            setattr(self, name, settings.get(name, default))  # stored untouched
         self.random_state = random_state
 
     def __sklearn_tags__(self):
@@ -239,6 +257,7 @@ contrast, gamma, elastic_alpha, elastic_sigma
         tags.input_tags.two_d_array = False
         tags.input_tags.three_d_array = True
         tags.input_tags.string = True
+        tags.input_tags.sparse = False
         tags.target_tags.required = True
         return tags
 
@@ -247,13 +266,12 @@ contrast, gamma, elastic_alpha, elastic_sigma
         """The :class:`AugmentationPolicy` these parameters describe."""
         return AugmentationPolicy(**{f: getattr(self, f) for f in _POLICY_FIELDS})
 
-    def fit(self, X, y):
-        """Check X and y (what ``fit_resample`` does before resampling)."""
-        self._validate_params()
-        check_targets(y, len(check_image_sources(X)))
-        return self
+    def _check_X_y(self, X, y, accept_sparse=None):
+        sources = check_image_sources(X)
+        return sources, check_targets(y, len(sources)), False
 
-    def fit_resample(self, X, y):
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit_resample(self, X, y, **params):
         """Return the originals and their augmented copies, with their labels.
 
         Parameters
@@ -267,37 +285,52 @@ contrast, gamma, elastic_alpha, elastic_sigma
             The original sources (unchanged), then ``uint8`` RGB copies.
         y_resampled : ndarray
         """
-        self.fit(X, y)
-        sources = check_image_sources(X)
-        y = check_targets(y, len(sources))
+        sources, y, _ = self._check_X_y(X, y)
+        self.sampling_strategy_ = check_sampling_strategy(self.sampling_strategy, y,
+                                                          self._sampling_type)
+        return self._fit_resample(sources, y)
+
+    def _fit_resample(self, X, y):
         rng = check_random_state(self.random_state)
-        copies = np.tile(np.arange(len(sources)), self.n_copies)
+        copies = np.tile(np.arange(len(X)), self.n_copies)
         if self.balance:
-            copies = np.concatenate([copies, self._balancing(y, copies, rng)])
+            copies = np.concatenate([copies, self._balancing(y, rng)])
         policy = self.policy
         augmented = [
-            transient(np.rint(policy(load_image(sources[i], name=image_name(sources[i], i)),
-                                     rng)).astype(np.uint8))
+            transient(np.rint(policy(load_image(X[i], name=image_name(X[i], i)), rng))
+                      .astype(np.uint8))
             for i in copies
         ]
-        self.sample_indices_ = np.concatenate([np.arange(len(sources)), copies]).astype(int)
-        return list(sources) + augmented, y[self.sample_indices_]
+        self.sample_indices_ = np.concatenate([np.arange(len(X)), copies]).astype(int)
+        return list(X) + augmented, y[self.sample_indices_]
 
-    def _balancing(self, y, copies, rng) -> np.ndarray:
-        """Indices of minority-class images to copy until every class has the majority count."""
-        labels, counts = np.unique(y, return_counts=True)
-        counts = counts + np.array([np.sum(y[copies] == label) for label in labels])
-        target = counts.max()
+    def _balancing(self, y, rng) -> np.ndarray:
+        """Indices of the images to copy so that each class gets ``sampling_strategy_``'s
+        count, scaled by the ``n_copies + 1`` views every image already has."""
         extra = []
-        for label, count in zip(labels, counts):
+        for label, need in self.sampling_strategy_.items():
+            need = int(need) * (self.n_copies + 1)
             members = np.flatnonzero(y == label)
-            need = target - count
+            if need == 0 or len(members) == 0:
+                continue
             # Cycle through the class in a random order: every image is copied before any
             # is copied twice.
             order = np.concatenate([rng.permutation(members)
-                                    for _ in range(-(-need // len(members)))]) if need else []
-            extra.append(np.asarray(order[:need], dtype=int))
+                                    for _ in range(-(-need // len(members)))])
+            extra.append(order[:need].astype(int))
         return np.concatenate(extra) if extra else np.zeros(0, dtype=int)
+
+
+# scikit-learn reads parameters from the __init__ signature: list every setting there.
+ImageAugmenter.__init__.__signature__ = inspect.Signature([
+    inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD),
+    inspect.Parameter("n_copies", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=1),
+    inspect.Parameter("balance", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=False),
+    *(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default)
+      for name, default, _, _ in AUGMENTATION_SETTINGS),
+    inspect.Parameter("sampling_strategy", inspect.Parameter.KEYWORD_ONLY, default="auto"),
+    inspect.Parameter("random_state", inspect.Parameter.KEYWORD_ONLY, default=None),
+])
 
 
 def augmentation_grid(image, augmenter: ImageAugmenter | AugmentationPolicy | None = None,

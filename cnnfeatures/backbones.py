@@ -52,6 +52,7 @@ __all__ = [
     "register_backbone",
     "clear_networks",
     "get_feature_network",
+    "load_pretrained_weights",
     "PRECISIONS",
     "weights_fingerprint",
     "weights_have_top",
@@ -93,6 +94,16 @@ class BackboneSpec:
         costs one pass (the report's ``block5_pool``, ``fc1``, ``fc2`` for VGG).
     preprocess : callable, optional
         Overrides ``keras.applications.<module>.preprocess_input``.
+    blocks : tuple of str
+        Names of the convolutional blocks, the prefixes of their layers' names
+        (``"block1"`` … ``"block5"`` for VGG): the parts ``FineTunedCNNClassifier`` can
+        freeze one by one.
+    block_pools : tuple of str
+        The pooled output of each block, in order (VGG: ``block1_pool`` … ``block5_pool``):
+        where the hybrid network cuts VGG, and the layers of Grad-CAM's layer panel.
+    explain_layer : str, optional
+        The layer Grad-CAM explains by default (default: the last of ``block_pools``, else
+        the last of ``pooled_layers``).
     """
 
     name: str
@@ -103,6 +114,26 @@ class BackboneSpec:
     fc_layers: tuple[str, ...] = ()
     pooled_layers: tuple[str, ...] = field(default_factory=tuple)
     preprocess: Callable[[np.ndarray], np.ndarray] | None = None
+    blocks: tuple[str, ...] = ()
+    block_pools: tuple[str, ...] = ()
+    explain_layer: str | None = None
+
+    @property
+    def last_block_pool(self) -> str:
+        """The deepest pooled block output (``block5_pool`` for VGG)."""
+        if self.block_pools:
+            return self.block_pools[-1]
+        return self.pooled_layers[-1]
+
+    @property
+    def default_explain_layer(self) -> str:
+        return self.explain_layer or self.last_block_pool
+
+    @property
+    def frozen_parts(self) -> tuple[str, ...]:
+        """What ``FineTunedCNNClassifier(frozen=...)`` may name: ``"blocks"`` (the whole
+        convolutional base), each block, and the fc layers of the top."""
+        return ("blocks", *self.blocks, *self.fc_layers[:2])
 
     @property
     def keras_constructor(self) -> Callable:
@@ -127,12 +158,16 @@ _VGG_FC = ("fc1", "fc2", "predictions")
 _VGG_POOLED = ("block1_pool", "block2_pool", "block3_pool", "block4_pool", "block5_pool",
                "fc1", "fc2")
 
+_VGG_BLOCKS = tuple(f"block{i}" for i in range(1, 6))
+_VGG_PARTS = dict(blocks=_VGG_BLOCKS, block_pools=tuple(f"{b}_pool" for b in _VGG_BLOCKS))
+
 BACKBONES: dict[str, BackboneSpec] = {
     spec.name: spec
     for spec in (
-        BackboneSpec("vgg16", "vgg16", "VGG16", 224, 32, _VGG_FC, _VGG_POOLED),
-        BackboneSpec("vgg19", "vgg19", "VGG19", 224, 32, _VGG_FC, _VGG_POOLED),
-        BackboneSpec("xception", "xception", "Xception", 299, 71, (), ("block14_sepconv2_act",)),
+        BackboneSpec("vgg16", "vgg16", "VGG16", 224, 32, _VGG_FC, _VGG_POOLED, **_VGG_PARTS),
+        BackboneSpec("vgg19", "vgg19", "VGG19", 224, 32, _VGG_FC, _VGG_POOLED, **_VGG_PARTS),
+        BackboneSpec("xception", "xception", "Xception", 299, 71, (), ("block14_sepconv2_act",),
+                     blocks=tuple(f"block{i}" for i in range(1, 15))),
         BackboneSpec("resnet50", "resnet", "ResNet50", 224, 32, (), ("conv5_block3_out",)),
         BackboneSpec("resnet101", "resnet", "ResNet101", 224, 32, (), ("conv5_block3_out",)),
         BackboneSpec(
@@ -284,19 +319,21 @@ class FeatureNetwork:
     spec : BackboneSpec
     model : keras.Model
         The whole network, input ``(None, None, None, 3)``.
-    weights_id : str
+    fingerprint : str
         Identity of the weights for content-keyed caches: ``"imagenet"``, a digest of the
-        weights file, or a per-process random token for ``weights=None``.
+        weights file, ``"random-<seed>"``, or a per-process token for an unseeded random
+        network.
+    precision : str
+        The precision the network computes in; a part of cache keys of its own.
     fc_pretrained : bool
         Whether the fc layers carry trained weights (False for a no-top file).
     """
 
-    def __init__(self, spec: BackboneSpec, model, weights_id: str, fc_pretrained: bool,
-                 fingerprint: str | None = None, precision: str = "float32"):
+    def __init__(self, spec: BackboneSpec, model, fingerprint: str, fc_pretrained: bool,
+                 precision: str = "float32"):
         self.spec = spec
         self.model = model
-        self.weights_id = weights_id
-        self.fingerprint = fingerprint or weights_id
+        self.fingerprint = fingerprint
         self.precision = precision
         self.fc_pretrained = fc_pretrained
         self.layer_names = tuple(layer.name for layer in model.layers[1:])
@@ -407,20 +444,86 @@ def _vgg_fully_convolutional(spec: BackboneSpec, with_fc: bool = True):
     return keras.Model(base.input, x, name=f"{spec.name}_fully_convolutional")
 
 
-def _copy_weights(target, donor, spec: BackboneSpec) -> None:
-    """Copy a stock model's weights into ours, reshaping Dense kernels into conv kernels."""
-    donor_layers = {layer.name: layer for layer in donor.layers}
+def _copy_weights(target, weights: dict[str, list[np.ndarray]], spec: BackboneSpec, *,
+                  fc: bool = True) -> bool:
+    """Copy pretrained weights into the same-named layers of ``target``; True if fc were.
+
+    The fc layers' Dense kernels ``(h*w*c, units)`` take whatever shape the target's layer
+    has: Keras flattens channels-last maps in (h, w, c) order, so they reshape exactly into
+    the ``(h, w, c, units)`` kernels of fc-as-convolution, and stay as they are for a Dense
+    top. A head of another size starts fresh.
+    """
+    loaded_fc = False
     for layer in target.layers:
-        source = donor_layers.get(layer.name)
-        if source is None or not layer.weights:
+        values = weights.get(layer.name)
+        if values is None or not layer.weights:
             continue
-        values = source.get_weights()
         if layer.name in spec.fc_layers:
+            if not fc:
+                continue
             kernel, bias = values
-            # Keras flattens channels-last maps in (h, w, c) order, so a Dense kernel of
-            # shape (h*w*c, units) reshapes exactly into a (h, w, c, units) conv kernel.
-            values = [kernel.reshape(layer.weights[0].shape), bias]
+            shape = tuple(layer.weights[0].shape)
+            if kernel.size != int(np.prod(shape)):
+                continue
+            values = [kernel.reshape(shape), bias]
+            loaded_fc = True
         layer.set_weights(values)
+    return loaded_fc
+
+
+#: Pretrained weights read from files (or Keras' download) kept per process, as arrays by
+#: layer name: a grid search of fine-tuned models reads the file once, not once per fit.
+MAX_PRETRAINED = 2
+_PRETRAINED: OrderedDict[tuple, dict[str, list[np.ndarray]]] = OrderedDict()
+_PRETRAINED_LOCK = threading.Lock()  # taken inside _NETWORKS_LOCK, never the other way
+
+
+def _pretrained(spec: BackboneSpec, ref: _WeightsRef, want_top: bool
+                ) -> tuple[dict[str, list[np.ndarray]], bool]:
+    """The stock application's weights by layer name, and whether they hold the top."""
+    top = want_top if ref.kind == "imagenet" else (
+        want_top and _file_has_top(ref.path, ref.key) is not False)
+    for include_top in ((True, False) if top else (False,)):
+        key = (spec.name, ref.key, include_top)
+        with _PRETRAINED_LOCK:
+            if key in _PRETRAINED:
+                _PRETRAINED.move_to_end(key)
+                return _PRETRAINED[key], include_top
+        try:
+            with warnings.catch_warnings():
+                # Keras warns about every missing group before it raises for a no-top file.
+                warnings.simplefilter("ignore")
+                donor = _build_donor(spec, ref, include_top=include_top)
+        except ValueError:
+            if not include_top or ref.kind != "file" or _file_has_top(ref.path,
+                                                                      ref.key) is True:
+                raise
+            continue  # a file whose names did not tell: it has no top after all
+        weights = {layer.name: layer.get_weights() for layer in donor.layers if layer.weights}
+        del donor
+        with _PRETRAINED_LOCK:
+            _PRETRAINED[key] = weights
+            while len(_PRETRAINED) > MAX_PRETRAINED:
+                _PRETRAINED.popitem(last=False)
+        return weights, include_top
+    raise AssertionError("unreachable")
+
+
+def load_pretrained_weights(model, backbone: str, weights: str | os.PathLike[str] | None, *,
+                            fc: bool = False) -> bool:
+    """Load a backbone's pretrained weights into the layers of ``model`` named as its own.
+
+    For models built from a backbone's layers plus a head of their own (the fine-tuned and
+    hybrid classifiers). With ``fc=True`` the top's Dense layers (``fc1``, ``fc2``) are
+    loaded too when the weights hold them and the model's layers have their size. Returns
+    whether fc weights were loaded; ``weights=None`` loads nothing.
+    """
+    if weights is None:
+        return False
+    spec = get_backbone(backbone)
+    values, _ = _pretrained(spec, _resolve_weights(weights), want_top=fc and bool(
+        spec.fc_layers))
+    return _copy_weights(model, values, spec, fc=fc)
 
 
 #: Built networks kept per process: a VGG-16 with its fc layers holds 0.5 GB, so a grid
@@ -431,9 +534,11 @@ _NETWORKS_LOCK = threading.Lock()
 
 
 def clear_networks() -> None:
-    """Forget every memoised network of this process (they are rebuilt on next use)."""
-    with _NETWORKS_LOCK:
+    """Forget every memoised network and pretrained weights of this process (they are
+    rebuilt, or read again, on next use)."""
+    with _NETWORKS_LOCK, _PRETRAINED_LOCK:
         _NETWORKS.clear()
+        _PRETRAINED.clear()
 
 
 def get_feature_network(
@@ -584,13 +689,9 @@ def _build_network(spec: BackboneSpec, ref: _WeightsRef, with_fc: bool,
         fingerprint = "imagenet"
     else:
         fingerprint = f"file-{ref.key[1]}"
-    weights_id = fingerprint
-    if precision != "float32":
-        # Lower-precision features differ from float32 ones: never share cache entries.
-        weights_id = f"{weights_id}-{precision}"
 
     def network(model, fc_pretrained: bool) -> FeatureNetwork:
-        return FeatureNetwork(spec, model, weights_id, fc_pretrained, fingerprint, precision)
+        return FeatureNetwork(spec, model, fingerprint, fc_pretrained, precision)
 
     if not spec.fc_layers:
         if ref.kind == "random":
@@ -604,23 +705,10 @@ def _build_network(spec: BackboneSpec, ref: _WeightsRef, with_fc: bool,
     model = _vgg_fully_convolutional(spec, with_fc)
     if ref.kind == "random":
         return network(model, with_fc)
-    top = with_fc if ref.kind == "imagenet" else _file_has_top(ref.path, ref.key)
-    donor = None
-    if top is not False:
-        try:
-            with warnings.catch_warnings():
-                # Keras warns about every missing group before it raises for a no-top file.
-                warnings.simplefilter("ignore")
-                donor = _build_donor(spec, ref, include_top=True)
-        except ValueError:
-            if ref.kind != "file" or top is True:
-                raise
-    fc_pretrained = donor is not None and with_fc
-    if donor is None:
-        donor = _build_donor(spec, ref, include_top=False)
-    _copy_weights(model, donor, spec)
-    del donor
-    return network(model, fc_pretrained)
+    want_top = with_fc if ref.kind == "imagenet" else True
+    values, has_top = _pretrained(spec, ref, want_top)
+    _copy_weights(model, values, spec, fc=has_top)
+    return network(model, has_top and with_fc)
 
 
 def warn_random_fc(net: FeatureNetwork, layers: Sequence[str]) -> None:

@@ -18,17 +18,19 @@ from collections.abc import Sequence
 
 import cv2
 import numpy as np
+from sklearn.utils.validation import check_is_fitted
 
 from .images import check_image_sources, image_name, load_image, resize_square
 
 __all__ = ["grad_cam", "integrated_gradients", "layer_panel", "overlay"]
 
-_LINEAR = ("LinearSVC", "LogisticRegression", "SGDClassifier", "RidgeClassifier",
-           "RidgeClassifierCV", "LogisticRegressionCV", "Perceptron",
-           "PassiveAggressiveClassifier", "LinearDiscriminantAnalysis")
-
 
 # --------------------------------------------------------------------------- scorers
+#
+# A scorer turns one image into the network inputs of each scale (``inputs``) and, given
+# those inputs as tensors, returns the activations of a layer at each scale and the class
+# scores (``forward``): everything between is TensorFlow ops, so Grad-CAM and integrated
+# gradients differentiate the very maths the fitted estimator applies.
 
 
 class _KerasScorer:
@@ -38,28 +40,80 @@ class _KerasScorer:
         self.estimator = estimator
         self.classes_ = estimator.classes_
         self.model = estimator.model_
-        self.sides = (estimator.input_side,)
+        self.sides = (estimator.input_side_,)
+        self._subs: dict = {}
 
     def layer_names(self):
         return [layer.name for layer in self.model.layers]
 
-    def prepare(self, image: np.ndarray, side: int) -> np.ndarray:
-        return self.estimator._preprocess(resize_square(image, side)[None])
+    def default_layer(self) -> str:
+        # The last layer with a spatial map before the head (e.g. block5_pool).
+        for layer in reversed(self.model.layers):
+            if len(layer.output.shape) == 4:
+                return layer.name
+        raise ValueError(f"give layer=...; valid names: {self.layer_names()}")
 
-    def sub_model(self, layer: str):
+    def inputs(self, image: np.ndarray) -> list[np.ndarray]:
+        return [self.estimator.preprocess(resize_square(image, self.sides[0])[None])]
+
+    def forward(self, inputs, layer: str):
         import keras
-
-        # The class score is taken before the softmax (as in Selvaraju et al.): a saturated
-        # probability has vanishing gradients.
-        self.head = self.model.layers[-1]
-        return keras.Model(self.model.inputs,
-                           [self.model.get_layer(layer).output, self.head.input])
-
-    def scores(self, outputs):
         import tensorflow as tf
 
-        kernel, bias = self.head.kernel, self.head.bias
-        return tf.matmul(outputs[0], tf.convert_to_tensor(kernel)) + tf.convert_to_tensor(bias)
+        if layer not in self._subs:
+            # The class score is taken before the softmax (as in Selvaraju et al.): a
+            # saturated probability has vanishing gradients.
+            self._subs[layer] = keras.Model(self.model.inputs,
+                                            [self.model.get_layer(layer).output,
+                                             self.model.layers[-1].input])
+        activations, hidden = self._subs[layer](inputs[0], training=False)
+        head = self.model.layers[-1]
+        scores = tf.matmul(hidden, tf.convert_to_tensor(head.kernel)) + tf.convert_to_tensor(
+            head.bias)
+        return [activations], scores
+
+    def decision(self, sources) -> np.ndarray:
+        return self.estimator.predict_proba(sources)
+
+    def panel_layers(self) -> list[str]:
+        from .backbones import get_backbone
+
+        names = set(self.layer_names())
+        return [n for n in get_backbone(self.estimator.backbone_).block_pools if n in names]
+
+
+def _is_linear(estimator) -> bool:
+    """A fitted classifier whose decision function is ``X @ coef_.T + intercept_``."""
+    try:
+        return (hasattr(estimator, "decision_function")
+                and np.ndim(estimator.coef_) in (1, 2) and estimator.intercept_ is not None)
+    except AttributeError:  # e.g. SVC(kernel="rbf").coef_
+        return False
+
+
+def _differentiable_step(step):
+    """The TensorFlow form of a scaler between the extractor and the classifier."""
+    import tensorflow as tf
+    from sklearn.preprocessing import MaxAbsScaler, MinMaxScaler, Normalizer, StandardScaler
+
+    if isinstance(step, StandardScaler):
+        mean = 0.0 if step.mean_ is None else step.mean_
+        scale = 1.0 if step.scale_ is None else step.scale_
+        return lambda f: (f - tf.constant(mean, f.dtype)) / tf.constant(scale, f.dtype)
+    if isinstance(step, Normalizer):
+        if step.norm != "l2":
+            raise ValueError(f"Normalizer(norm={step.norm!r}) cannot be differentiated here; "
+                             "use norm='l2'")
+        return lambda f: tf.math.l2_normalize(f, axis=1)
+    if isinstance(step, MaxAbsScaler):
+        return lambda f: f / tf.constant(step.scale_, f.dtype)
+    if isinstance(step, MinMaxScaler):
+        return lambda f: f * tf.constant(step.scale_, f.dtype) + tf.constant(step.min_,
+                                                                             f.dtype)
+    raise ValueError(
+        f"step {type(step).__name__} between the extractor and the classifier cannot be "
+        "differentiated here; use StandardScaler, Normalizer, MaxAbsScaler or MinMaxScaler"
+    )
 
 
 class _PipelineScorer:
@@ -76,23 +130,17 @@ class _PipelineScorer:
         self.image_steps = steps[:index]
         self.extractor = steps[index]
         tail = steps[index + 1 :]
-        if not tail or type(tail[-1]).__name__ not in _LINEAR:
+        if not tail or not _is_linear(tail[-1]):
             last = type(tail[-1]).__name__ if tail else "nothing"
             raise ValueError(
-                f"Grad-CAM needs the pipeline to end in a linear classifier "
-                f"({', '.join(_LINEAR[:4])}, ...); it ends in {last}, whose score is not "
-                "linear in the features"
+                "Grad-CAM needs the pipeline to end in a linear classifier (one with coef_ "
+                f"and intercept_: LinearSVC, LogisticRegression, ...); it ends in {last}, "
+                "whose score is not linear in the features"
             )
-        self.between = tail[:-1]
-        for step in self.between:
-            if type(step).__name__ not in ("StandardScaler", "Normalizer", "MaxAbsScaler",
-                                           "MinMaxScaler"):
-                raise ValueError(
-                    f"step {type(step).__name__} between the extractor and the classifier "
-                    "cannot be differentiated here; use StandardScaler, Normalizer, "
-                    "MaxAbsScaler or MinMaxScaler"
-                )
-        if self.extractor.pooling is None:
+        self.between_steps = tail[:-1]
+        self.between = [_differentiable_step(step) for step in self.between_steps]
+        self.settings = self.extractor.settings_
+        if self.settings.pooling is None:
             raise ValueError("the extractor returns local descriptors (pooling=None): its "
                              "VLAD/encoding tail cannot be differentiated; explain a pooled "
                              "pipeline")
@@ -102,52 +150,68 @@ class _PipelineScorer:
         # precision extracted the features (they differ by under 1%).
         self.net = self.extractor.feature_network(precision="float32")
         self.sides = self.extractor.input_sides_
+        self._subs: dict = {}
 
     def layer_names(self):
         return list(self.net.layer_names)
 
-    def prepare(self, image, side):
-        return self.net.preprocess(resize_square(image, side)[None])
+    def default_layer(self) -> str:
+        return self.net.spec.default_explain_layer
 
-    def sub_model(self, layer: str):
+    def inputs(self, image: np.ndarray) -> list[np.ndarray]:
+        return [self.net.preprocess(resize_square(image, side)[None]) for side in self.sides]
+
+    def forward(self, inputs, layer: str):
+        """Activations of ``layer`` at every scale, and the class scores: the extractor's
+        pooling, scale combination and L2, the scalers and the linear classifier."""
         import keras
-
-        model = self.net.model
-        return keras.Model(model.inputs, [model.get_layer(layer).output] +
-                           [model.get_layer(n).output for n in self.extractor.layers_])
-
-    def scores(self, outputs):
-        """Linear class scores from the feature layers' maps (one scale)."""
         import tensorflow as tf
 
+        if layer not in self._subs:
+            model = self.net.model
+            self._subs[layer] = keras.Model(
+                model.inputs, [model.get_layer(layer).output] +
+                [model.get_layer(name).output for name in self.extractor.layers_])
+        settings = self.settings
+        reduce = tf.reduce_mean if settings.pooling == "mean" else tf.reduce_max
+        activations, pooled = [], []  # pooled[scale][layer]
+        for x in inputs:
+            outputs = self._subs[layer](x, training=False)
+            activations.append(outputs[0])
+            pooled.append([reduce(maps, axis=[1, 2]) for maps in outputs[1:]])
         blocks = []
-        for maps in outputs:
-            if self.extractor.pooling == "mean":
-                v = tf.reduce_mean(maps, axis=[1, 2])
+        for j in range(len(self.extractor.layers_)):
+            per_scale = [vectors[j] for vectors in pooled]
+            if settings.scale_combination == "concat":
+                blocks.extend(per_scale)
+            elif settings.pooling == "max":
+                blocks.append(tf.reduce_max(tf.stack(per_scale), axis=0))
             else:
-                v = tf.reduce_max(maps, axis=[1, 2])
-            if self.extractor.l2_normalize:
-                v = tf.math.l2_normalize(v, axis=1)
-            blocks.append(v)
+                blocks.append(tf.reduce_mean(tf.stack(per_scale), axis=0))
+        if settings.l2_normalize:
+            blocks = [tf.math.l2_normalize(b, axis=1) for b in blocks]
         f = tf.concat(blocks, axis=1)
         for step in self.between:
-            name = type(step).__name__
-            if name == "StandardScaler":
-                mean = 0.0 if step.mean_ is None else step.mean_
-                scale = 1.0 if step.scale_ is None else step.scale_
-                f = (f - tf.constant(mean, f.dtype)) / tf.constant(scale, f.dtype)
-            elif name == "Normalizer":
-                f = tf.math.l2_normalize(f, axis=1)
-            elif name == "MaxAbsScaler":
-                f = f / tf.constant(step.scale_, f.dtype)
-            else:  # MinMaxScaler
-                f = f * tf.constant(step.scale_, f.dtype) + tf.constant(step.min_, f.dtype)
+            f = step(f)
         coef = np.atleast_2d(self.clf.coef_).astype(np.float32)
         bias = np.atleast_1d(self.clf.intercept_).astype(np.float32)
-        s = tf.matmul(f, tf.constant(coef.T)) + tf.constant(bias)
+        scores = tf.matmul(f, tf.constant(coef.T)) + tf.constant(bias)
         if coef.shape[0] == 1:  # binary: the decision function scores class 1
-            s = tf.concat([-s, s], axis=1)
-        return s
+            scores = tf.concat([-scores, scores], axis=1)
+        return activations, scores
+
+    def decision(self, sources) -> np.ndarray:
+        images = sources
+        for step in self.image_steps:
+            images = step.transform(images)
+        f = self.extractor.transform(images)
+        for step in self.between_steps:
+            f = step.transform(f)
+        d = self.clf.decision_function(f)
+        return np.column_stack([-d, d]) if d.ndim == 1 else d
+
+    def panel_layers(self) -> list[str]:
+        return list(self.net.spec.block_pools)
 
 
 def _scorer(estimator):
@@ -155,7 +219,10 @@ def _scorer(estimator):
 
     if isinstance(estimator, Pipeline):
         return _PipelineScorer(estimator)
-    if hasattr(estimator, "model_") and hasattr(estimator, "_preprocess"):
+    from .models import KerasImageClassifier
+
+    if isinstance(estimator, KerasImageClassifier):
+        check_is_fitted(estimator, "model_")
         return _KerasScorer(estimator)
     raise TypeError(
         f"cannot explain a {type(estimator).__name__}: pass a fitted FineTunedCNNClassifier, "
@@ -217,31 +284,30 @@ def grad_cam(estimator, X, layer: str | None = None, target=None) -> list[np.nda
 
     scorer = _scorer(estimator)
     sources = check_image_sources(X)
-    layer = layer or _default_layer(scorer)
+    layer = layer or scorer.default_layer()
     if layer not in scorer.layer_names():
         raise ValueError(f"unknown layer {layer!r}; valid names: {scorer.layer_names()}")
     images = _images(scorer, sources)
-    sub = scorer.sub_model(layer)
-    predicted = np.argmax(_decision(scorer, sources), axis=1) if target is None else None
+    predicted = np.argmax(scorer.decision(sources), axis=1) if target is None else None
     columns = _targets(scorer, target, len(images), predicted)
     heatmaps = []
     for image, column in zip(images, columns):
-        total = np.zeros(image.shape[:2], np.float32)
-        for side in scorer.sides:
-            x = tf.constant(scorer.prepare(image, side))
-            with tf.GradientTape() as tape:
-                # Watch the input: every op is then recorded, frozen layers' included
-                # (their weights are not trainable variables, so nothing else would be).
+        inputs = [tf.constant(x) for x in scorer.inputs(image)]
+        with tf.GradientTape() as tape:
+            # Watch the inputs: every op is then recorded, frozen layers' included (their
+            # weights are not trainable variables, so nothing else would be).
+            for x in inputs:
                 tape.watch(x)
-                outputs = sub(x, training=False)
-                activations, rest = outputs[0], outputs[1:]
-                score = scorer.scores(list(rest))[:, int(column)]
-            grads = tape.gradient(score, activations)
-            if grads is None or activations.shape.rank != 4:
+            activations, scores = scorer.forward(inputs, layer)
+            score = scores[:, int(column)]
+        grads = tape.gradient(score, activations)
+        total = np.zeros(image.shape[:2], np.float32)
+        for maps, grad in zip(activations, grads):  # one per scale, summed
+            if grad is None or maps.shape.rank != 4:
                 raise ValueError(f"layer {layer!r} has no spatial map the class score depends "
                                  "on; choose a convolutional or pooling layer before the head")
-            weights = tf.reduce_mean(grads, axis=[1, 2], keepdims=True)
-            cam = tf.nn.relu(tf.reduce_sum(weights * activations, axis=-1))[0].numpy()
+            weights = tf.reduce_mean(grad, axis=[1, 2], keepdims=True)
+            cam = tf.nn.relu(tf.reduce_sum(weights * maps, axis=-1))[0].numpy()
             total += cv2.resize(cam.astype(np.float32), image.shape[1::-1],
                                 interpolation=cv2.INTER_LINEAR)
         heatmaps.append(_unit(total))
@@ -261,28 +327,6 @@ def _images(scorer, sources) -> list[np.ndarray]:
     return [load_image(s, name=image_name(s, i)) for i, s in enumerate(images)]
 
 
-def _decision(scorer, sources) -> np.ndarray:
-    """Per-class scores of each image, to find the predicted class."""
-    if isinstance(scorer, _KerasScorer):
-        return scorer.estimator.predict_proba(sources)
-    images = sources
-    for step in scorer.image_steps:
-        images = step.transform(images)
-    f = scorer.extractor.transform(images)
-    for step in scorer.between:
-        f = step.transform(f)
-    d = scorer.clf.decision_function(f)
-    return np.column_stack([-d, d]) if d.ndim == 1 else d
-
-
-def _default_layer(scorer) -> str:
-    names = scorer.layer_names()
-    for preferred in ("block5_pool", "sep_block5_pool", "block14_sepconv2_act"):
-        if preferred in names:
-            return preferred
-    raise ValueError(f"give layer=...; valid names: {names}")
-
-
 # --------------------------------------------------------------------------- IG
 
 
@@ -291,31 +335,38 @@ def integrated_gradients(estimator, X, target=None, steps: int = 32) -> list[np.
 
     Returns one (H, W) map per image at the network's input side: the absolute attribution
     summed over colour channels, scaled to [0, 1]. Works for the same estimators as
-    :func:`grad_cam` (first scale only for pipelines).
+    :func:`grad_cam`. With several scales, the path runs through every scale's input at
+    once (the score is that of all scales combined, as the pipeline computes it) and the
+    scales' attributions are summed at the first scale's side.
     """
     import tensorflow as tf
 
     scorer = _scorer(estimator)
     sources = check_image_sources(X)
     images = _images(scorer, sources)
-    predicted = np.argmax(_decision(scorer, sources), axis=1) if target is None else None
+    predicted = np.argmax(scorer.decision(sources), axis=1) if target is None else None
     columns = _targets(scorer, target, len(images), predicted)
-    name = _default_layer(scorer)
-    sub = scorer.sub_model(name)
+    layer = scorer.default_layer()
+    alphas = np.linspace(0, 1, steps + 1, dtype=np.float32)[1:, None, None, None]
     side = scorer.sides[0]
     out = []
     for image, column in zip(images, columns):
-        x = scorer.prepare(image, side)
-        baseline = scorer.prepare(np.zeros_like(image), side)
-        alphas = np.linspace(0, 1, steps + 1, dtype=np.float32)[1:, None, None, None]
-        path = tf.constant(baseline + alphas * (x - baseline))
+        xs = scorer.inputs(image)
+        baselines = scorer.inputs(np.zeros_like(image))
+        # One straight path from the black image to the image, at every scale at once: the
+        # score is that of all scales together, as the fitted model computes it.
+        paths = [tf.constant(b + alphas * (x - b)) for x, b in zip(xs, baselines)]
         with tf.GradientTape() as tape:
-            tape.watch(path)
-            outputs = sub(path, training=False)
-            rest = outputs[1:]
-            score = scorer.scores(list(rest))[:, int(column)]
-        grads = tape.gradient(score, path).numpy().mean(axis=0)
-        attribution = np.abs((x[0] - baseline[0]) * grads).sum(axis=-1)
+            for path in paths:
+                tape.watch(path)
+            _, scores = scorer.forward(paths, layer)
+            score = scores[:, int(column)]
+        grads = tape.gradient(score, paths)
+        attribution = np.zeros((side, side), np.float32)
+        for x, b, grad in zip(xs, baselines, grads):
+            per_scale = np.abs((x[0] - b[0]) * grad.numpy().mean(axis=0)).sum(axis=-1)
+            attribution += cv2.resize(per_scale.astype(np.float32), (side, side),
+                                      interpolation=cv2.INTER_AREA)
         out.append(_unit(attribution))
     return out
 
@@ -341,13 +392,12 @@ def layer_panel(estimator, image, layers: Sequence[str] | None = None, target=No
                 side: int = 224, alpha: float = 0.4) -> np.ndarray:
     """Grad-CAM overlays of one image for several layers side by side (Figures 24–28).
 
-    ``layers`` defaults to ``block1_pool`` … ``block5_pool`` where the model has them.
-    The first tile is the image itself.
+    ``layers`` defaults to the backbone's pooled block outputs (``block1_pool`` …
+    ``block5_pool`` for VGG) that the model has. The first tile is the image itself.
     """
     scorer = _scorer(estimator)
     if layers is None:
-        layers = [f"block{i}_pool" for i in range(1, 6) if f"block{i}_pool" in
-                  scorer.layer_names()]
+        layers = scorer.panel_layers()
     picture = load_image(image)
     tiles = [np.uint8(np.rint(resize_square(picture, side)))]
     for layer in layers:

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import os
-import threading
-from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from numbers import Integral
 
 import numpy as np
-from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
@@ -33,23 +31,13 @@ from .images import (
     load_image,
     read_image_bytes,
 )
+from .instrumentation import count_forward
 
-__all__ = [
-    "CNNFeatureExtractor",
-    "forward_pass_counts",
-    "reset_forward_pass_counts",
-    "scale_side",
-]
+__all__ = ["CNNFeatureExtractor", "ExtractionSettings", "scale_side"]
 
 #: Largest scale accepted: side 224 + 320·5 = 1824. VGG's first block alone then needs
 #: about 0.85 GB of activations per image; beyond that one image may not fit in memory.
 MAX_SCALE = 5
-
-# Images forwarded through a backbone, per (backbone, weights id, side): what a grid search
-# actually cost. Read with forward_pass_counts().
-_FORWARD_COUNTS: Counter = Counter()
-_FORWARD_LOCK = threading.Lock()
-
 
 def scale_side(n: int) -> int:
     """Input side of scale ``n`` in the report: ``224 + 320 * n``.
@@ -60,18 +48,6 @@ def scale_side(n: int) -> int:
     [224, 544, 864]
     """
     return 224 + 320 * int(n)
-
-
-def forward_pass_counts() -> dict[tuple[str, str, int], int]:
-    """Images forwarded so far in this process, per (backbone, weights id, input side)."""
-    with _FORWARD_LOCK:
-        return dict(_FORWARD_COUNTS)
-
-
-def reset_forward_pass_counts() -> None:
-    """Set the forward-pass counters of :func:`forward_pass_counts` back to zero."""
-    with _FORWARD_LOCK:
-        _FORWARD_COUNTS.clear()
 
 
 # --------------------------------------------------------------------------- engine
@@ -99,7 +75,9 @@ class _Plan:
         return pooled
 
     def key(self, digest: str, side: int, layer: str, pooling: str | None) -> str:
-        return make_key(digest, self.net.spec.name, self.net.weights_id, side, layer, pooling)
+        net = self.net
+        return make_key(digest, net.spec.name, net.fingerprint, net.precision, side, layer,
+                        pooling)
 
     def entry_shape(self, side: int, layer: str, pooling: str | None) -> tuple[int, ...]:
         """Shape of one cache entry: ``(channels,)`` pooled, ``(positions, channels)`` map."""
@@ -174,8 +152,8 @@ class _Extraction:
 
         for batch, x in _prefetch(lambda b=b: load(b) for b in batches):
             values = dict(zip(plan.outputs, self.reader(x)))
-            with _FORWARD_LOCK:
-                _FORWARD_COUNTS[(plan.net.spec.name, plan.net.weights_id, side)] += len(batch)
+            count_forward(plan.net.spec.name, plan.net.fingerprint, plan.net.precision, side,
+                          len(batch))
             self._store(side, batch, digests, values, results)
             if self.progress is not None:
                 self.progress.update(len(batch))
@@ -218,6 +196,34 @@ def _check_scales(scales) -> tuple[int, ...]:
     if len(set(values)) != len(values):
         raise ValueError(f"scales must not repeat a scale, got {scales!r}")
     return tuple(int(n) for n in values)
+
+
+@dataclass(frozen=True)
+class ExtractionSettings:
+    """What a fitted :class:`CNNFeatureExtractor` computes, fixed by ``fit``.
+
+    Plain values only, so the fitted extractor pickles; :meth:`network` finds (or builds,
+    once per process) the network they name.
+    """
+
+    backbone: str
+    weights: str | os.PathLike[str] | None
+    precision: str
+    seed: int | None  # of a random network (weights=None)
+    need_fc: bool
+    layers: tuple[str, ...]
+    pooling: str | None
+    scales: tuple[int, ...]
+    scale_combination: str
+    l2_normalize: bool
+
+    @property
+    def sides(self) -> tuple[int, ...]:
+        return tuple(scale_side(n) for n in self.scales)
+
+    def network(self, precision: str | None = None) -> FeatureNetwork:
+        return get_feature_network(self.backbone, self.weights, need_fc=self.need_fc,
+                                   precision=precision or self.precision, seed=self.seed)
 
 
 class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
@@ -284,6 +290,9 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
         Number of channels of each layer.
     n_features_out_ : int
         Number of output features (columns), or the descriptor width with ``pooling=None``.
+    settings_ : ExtractionSettings
+        Everything that decides the features, as fitted (parameters changed later with
+        ``set_params`` take effect at the next ``fit``).
     weights_fingerprint_ : str
         Identity of the weights the network was built from (a digest of a weights file's
         content, ``"imagenet"``, or ``"random-<seed>"``). ``transform`` refuses to run when
@@ -368,13 +377,6 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
         tags.transformer_tags.preserves_dtype = []
         return tags
 
-    def _network(self, precision: str | None = None) -> FeatureNetwork:
-        layers = _as_layers(self.layer)
-        need_fc = any(name in get_backbone(self.backbone).fc_layers for name in layers)
-        return get_feature_network(self.backbone, self.weights, need_fc=need_fc,
-                                   precision=precision or self.precision,
-                                   seed=getattr(self, "random_seed_", None))
-
     def feature_network(self, precision: str | None = None) -> FeatureNetwork:
         """The fitted extractor's network (in another ``precision`` if asked).
 
@@ -384,19 +386,26 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
             When the weights file has changed since ``fit`` (its content fingerprint
             differs): features would no longer match what later steps learnt.
         """
-        check_is_fitted(self, "weights_fingerprint_")
-        net = self._network(precision)
+        check_is_fitted(self, "settings_")
+        settings = self.settings_
+        net = settings.network(precision)
         if net.fingerprint != self.weights_fingerprint_:
             raise ValueError(
-                f"the weights {os.fspath(self.weights)!r} have changed since this extractor "
-                f"was fitted (fingerprint {self.weights_fingerprint_} then, "
+                f"the weights {os.fspath(settings.weights)!r} have changed since this "
+                f"extractor was fitted (fingerprint {self.weights_fingerprint_} then, "
                 f"{net.fingerprint} now): its features would differ from those the next "
                 "steps were trained on; restore the file or fit the pipeline again"
             )
         return net
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
         """Validate parameters and images, and build the network (no forward pass).
+
+        Everything that decides what ``transform`` returns is fixed here (see
+        ``settings_``): a ``set_params`` after ``fit`` takes effect at the next ``fit``.
+        ``batch_size``, ``cache`` and ``verbose``, which change how features are computed
+        but not their values, are read at each ``transform``.
 
         Parameters
         ----------
@@ -408,7 +417,6 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
         -------
         self : CNNFeatureExtractor
         """
-        self._validate_params()
         check_image_sources(X)
         layers = _as_layers(self.layer)
         if not layers or not all(isinstance(name, str) for name in layers):
@@ -421,14 +429,22 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
                 f"layer={self.layer!r}"
             )
         scales = _check_scales(self.scales)
-        self.random_seed_ = None if self.weights is not None else _network_seed(self.random_state)
-        net = self._network()
-        self.weights_fingerprint_ = net.fingerprint
+        spec = get_backbone(self.backbone)
+        settings = ExtractionSettings(
+            backbone=self.backbone, weights=self.weights, precision=self.precision,
+            seed=None if self.weights is not None else _network_seed(self.random_state),
+            need_fc=any(name in spec.fc_layers for name in layers), layers=layers,
+            pooling=self.pooling, scales=scales, scale_combination=self.scale_combination,
+            l2_normalize=self.l2_normalize)
+        net = settings.network()
         net.check_layers(layers)
         warn_random_fc(net, layers)
 
+        self.settings_ = settings
+        self.weights_fingerprint_ = net.fingerprint
+        self.random_seed_ = settings.seed
         self.layers_ = layers
-        self.input_sides_ = tuple(scale_side(n) for n in scales)
+        self.input_sides_ = settings.sides
         widths = [int(net.model.get_layer(name).output.shape[-1]) for name in layers]
         self.layer_widths_ = tuple(widths)
         self.n_features_out_ = (
@@ -442,7 +458,7 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
         cached = [name for name in net.spec.pooled_layers if name in net.layer_names
                   and (name not in net.spec.fc_layers or net.fc_pretrained)]
         forward = tuple(dict.fromkeys([*self.layers_, *cached]))
-        return _Plan(net, self.layers_, self.pooling, self.input_sides_, forward)
+        return _Plan(net, self.layers_, self.settings_.pooling, self.input_sides_, forward)
 
     def _cache(self) -> ActivationCache | None:
         if self.cache is False:
@@ -464,16 +480,17 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
         features : ndarray of shape (n_images, n_features_out_), float32
             Or, with ``pooling=None``, a :class:`~cnnfeatures.LocalDescriptors`.
         """
-        check_is_fitted(self, "layers_")
+        check_is_fitted(self, "settings_")
+        local = self.settings_.pooling is None
         config = getattr(self, "_sklearn_output_config", {}).get("transform", "default")
-        if self.pooling is None and config != "default":
+        if local and config != "default":
             raise ValueError(
                 "pooling=None returns ragged local descriptors, which set_output(transform="
                 f"{config!r}) cannot hold; use set_output(transform='default')"
             )
         sources = check_image_sources(X)
         plan = self._plan()
-        if self.pooling is None:
+        if local:
             writer = DescriptorWriter(self.layer_widths_[0])
             for row in self._extract(plan, sources):
                 writer.append(*self._local(row))
@@ -491,12 +508,13 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
                             disable=None)
         engine = _Extraction(plan, self._cache(), self.batch_size, progress)
         # Local maps are large: hold fewer images' worth at a time.
-        chunk = max(256, 16 * self.batch_size) if self.pooling else max(32, self.batch_size)
+        pooled = self.settings_.pooling is not None
+        chunk = max(256, 16 * self.batch_size) if pooled else max(32, self.batch_size)
         try:
             for start in range(0, n, chunk):
                 part = [sources[i] for i in range(start, min(n, start + chunk))]
                 names = [image_name(s, start + k) for k, s in enumerate(part)]
-                payloads = [None if isinstance(s, np.ndarray) else read_image_bytes(s)
+                payloads = [read_image_bytes(s) if isinstance(s, (str, os.PathLike)) else None
                             for s in part]
                 digests = [image_digest(s, data) for s, data in zip(part, payloads)]
                 yield from engine.run(part, names, digests, payloads)
@@ -505,16 +523,17 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
                 progress.close()
 
     def _combine(self, row: dict) -> np.ndarray:
+        settings = self.settings_
         blocks = []
         for layer in self.layers_:
             per_scale = [row[(side, layer)] for side in self.input_sides_]
-            if self.scale_combination == "concat":
+            if settings.scale_combination == "concat":
                 blocks.extend(per_scale)
-            elif self.pooling == "max":
+            elif settings.pooling == "max":
                 blocks.append(np.max(per_scale, axis=0))
             else:
                 blocks.append(np.mean(per_scale, axis=0, dtype=np.float64).astype(np.float32))
-        if self.l2_normalize:
+        if settings.l2_normalize:
             blocks = [_l2(b) for b in blocks]
         return np.concatenate(blocks).astype(np.float32, copy=False)
 
@@ -523,9 +542,10 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
         layer = self.layers_[0]
         per_scale = [row[(side, layer)] for side in self.input_sides_]
         rows = np.concatenate(per_scale).astype(np.float32)
-        if self.l2_normalize:
+        if self.settings_.l2_normalize:
             rows /= np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
-        scales = np.repeat(np.asarray(self.scales, dtype=np.int16), [len(a) for a in per_scale])
+        scales = np.repeat(np.asarray(self.settings_.scales, dtype=np.int16),
+                           [len(a) for a in per_scale])
         return rows, scales
 
     def get_feature_names_out(self, input_features=None) -> np.ndarray:
@@ -538,12 +558,13 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
         >>> ext.fit([np.zeros((8, 8))]).get_feature_names_out()[:2]  # doctest: +SKIP
         array(['fc1_max_0', 'fc1_max_1'], dtype=object)
         """
-        check_is_fitted(self, "layers_")
-        pooling = self.pooling or "local"
+        check_is_fitted(self, "settings_")
+        settings = self.settings_
+        pooling = settings.pooling or "local"
         names = []
         for layer, width in zip(self.layers_, self.layer_widths_):
-            if self.scale_combination == "concat" and self.pooling is not None:
-                for n in _check_scales(self.scales):
+            if settings.scale_combination == "concat" and settings.pooling is not None:
+                for n in settings.scales:
                     names.extend(f"{layer}_n{n}_{pooling}_{j}" for j in range(width))
             else:
                 names.extend(f"{layer}_{pooling}_{j}" for j in range(width))

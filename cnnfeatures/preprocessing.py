@@ -6,12 +6,20 @@ from numbers import Integral, Real
 
 import cv2
 import numpy as np
-from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from .images import check_image_sources, image_name, load_image_native
+from .images import (
+    TransientImage,
+    check_image_sources,
+    image_name,
+    load_image_native,
+    transient,
+)
 
 __all__ = ["CLAHETransformer", "clahe"]
+
+COLOR_MODES = ("lab", "per_channel", "gray")
 
 
 def _equalize(channel: np.ndarray, clip_limit: float, tiles: tuple[int, int]) -> np.ndarray:
@@ -48,6 +56,8 @@ def clahe(image: np.ndarray, clip_limit: float = 2.0, tile_grid_size=(8, 8),
     True
     """
     tiles = tuple(int(t) for t in tile_grid_size)
+    if color_mode not in COLOR_MODES:
+        raise ValueError(f"color_mode must be one of {list(COLOR_MODES)}, got {color_mode!r}")
     if image.dtype not in (np.uint8, np.uint16):
         raise ValueError(f"CLAHE needs uint8 or uint16 images, got {image.dtype}")
     if image.ndim == 2:
@@ -70,12 +80,16 @@ def clahe(image: np.ndarray, clip_limit: float = 2.0, tile_grid_size=(8, 8),
     return np.rint(np.clip(rgb, 0.0, 1.0) * 65535.0).astype(np.uint16)
 
 
-class CLAHETransformer(TransformerMixin, BaseEstimator):
+class CLAHETransformer(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
     """Contrast-limited adaptive histogram equalisation of images (report §4.5).
 
     Takes image sources (paths or arrays) and returns equalised image arrays of the same
     bit depth (``uint8`` or ``uint16``), ready for the next image step, e.g.
     :class:`~cnnfeatures.CNNFeatureExtractor`. ``fit`` learns nothing.
+
+    It takes part in the ``set_output`` and ``get_feature_names_out`` of the pipelines it
+    sits in: its output stays a list of images whatever the output container asked (only
+    feature steps make DataFrames), and feature names pass through it unchanged.
 
     Parameters
     ----------
@@ -99,7 +113,7 @@ class CLAHETransformer(TransformerMixin, BaseEstimator):
     _parameter_constraints: dict = {
         "clip_limit": [Interval(Real, 0, None, closed="neither")],
         "tile_grid_size": [tuple, list],
-        "color_mode": [StrOptions({"lab", "per_channel", "gray"})],
+        "color_mode": [StrOptions(set(COLOR_MODES))],
     }
 
     def __init__(self, clip_limit: float = 2.0, tile_grid_size=(8, 8), color_mode: str = "lab"):
@@ -116,6 +130,15 @@ class CLAHETransformer(TransformerMixin, BaseEstimator):
         tags.target_tags.required = False
         return tags
 
+    def _checked_tiles(self) -> tuple[int, int]:
+        tiles = tuple(self.tile_grid_size)
+        if len(tiles) != 2 or not all(isinstance(t, Integral) and t >= 1 for t in tiles):
+            raise ValueError(
+                f"tile_grid_size must be two positive integers, got {self.tile_grid_size!r}"
+            )
+        return tiles
+
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X=None, y=None):
         """Validate the parameters; nothing is learnt.
 
@@ -123,16 +146,14 @@ class CLAHETransformer(TransformerMixin, BaseEstimator):
         -------
         self : CLAHETransformer
         """
-        self._validate_params()
-        tiles = tuple(self.tile_grid_size)
-        if len(tiles) != 2 or not all(isinstance(t, Integral) and t >= 1 for t in tiles):
-            raise ValueError(
-                f"tile_grid_size must be two positive integers, got {self.tile_grid_size!r}"
-            )
+        self._checked_tiles()
         return self
 
     def transform(self, X) -> list[np.ndarray]:
         """Equalise every image.
+
+        Stateless: the parameters are checked here too, so that ``transform`` works
+        without ``fit`` (as the ``requires_fit=False`` tag says).
 
         Parameters
         ----------
@@ -143,10 +164,30 @@ class CLAHETransformer(TransformerMixin, BaseEstimator):
         images : list of ndarray
             ``uint8`` or ``uint16`` arrays, each the size of its input.
         """
-        self.fit()
+        self._validate_params()
+        tiles = self._checked_tiles()
         sources = check_image_sources(X)
-        return [
-            clahe(load_image_native(s, name=image_name(s, i)), self.clip_limit,
-                  self.tile_grid_size, self.color_mode)
-            for i, s in enumerate(sources)
-        ]
+        out = []
+        for i, s in enumerate(sources):
+            equalised = clahe(load_image_native(s, name=image_name(s, i)), self.clip_limit,
+                              tiles, self.color_mode)
+            # An augmented copy stays transient: its equalised pixels are new content too.
+            out.append(transient(equalised) if isinstance(s, TransientImage) else equalised)
+        return out
+
+    def get_feature_names_out(self, input_features=None):
+        """Image steps have no feature names of their own: ``input_features`` as given."""
+        return input_features
+
+    def set_output(self, *, transform=None):
+        """Accept a pipeline's output container; images are returned as a list whatever it
+        is (only feature steps make DataFrames).
+
+        Returns
+        -------
+        self : CLAHETransformer
+        """
+        if transform not in (None, "default", "pandas", "polars"):
+            raise ValueError(f"transform must be 'default', 'pandas', 'polars' or None, got "
+                             f"{transform!r}")
+        return self

@@ -5,7 +5,7 @@ from __future__ import annotations
 from numbers import Integral
 
 import numpy as np
-from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
 from sklearn.metrics import pairwise_distances_argmin
@@ -193,6 +193,7 @@ class VLADEncoder(TransformerMixin, BaseEstimator):
                              input_name="X descriptors")
         return sample.astype(np.float32, copy=False)
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
         """Learn the PCA and the k centres from a bounded subsample of descriptors.
 
@@ -206,7 +207,6 @@ class VLADEncoder(TransformerMixin, BaseEstimator):
         -------
         self : VLADEncoder
         """
-        self._validate_params()
         descriptors = self._check_input(X, reset=True)
         rng = check_random_state(self.random_state)
         sample = self._sample(descriptors, rng)

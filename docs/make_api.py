@@ -23,9 +23,11 @@ from pathlib import Path
 #: when they fail to import.
 MODULES = [
     ("images", False),
+    ("targets", False),
     ("datasets", False),
     ("backbones", False),
     ("cache", False),
+    ("instrumentation", False),
     ("extraction", False),
     ("descriptors", False),
     ("vlad", False),
@@ -33,8 +35,7 @@ MODULES = [
     ("augmentation", False),
     ("models", False),
     ("explain", False),
-    ("reporting", False),
-    ("reproduce", True),
+    ("report", False),
     ("cli", True),
 ]
 

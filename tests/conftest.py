@@ -125,3 +125,42 @@ def save_tiny_conv_weights(path, seed: int):
                        for w in model.get_weights()])
     model.save_weights(path)
     return path
+
+
+def write_tint_dataset(root, n_train: int, n_test: int):
+    """train/ and test/ PNGs of classes 'blue' and 'red', which differ in their tint.
+
+    (A tint and not a brightness: the features are L2-normalised, which removes brightness.)
+    """
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", n_train), ("test", n_test)):
+        for label, channel in (("blue", 2), ("red", 0)):
+            (root / split / label).mkdir(parents=True)
+            for i in range(n):
+                pixels = rng.integers(0, 90, (32, 32, 3))
+                pixels[..., channel] += 150
+                Image.fromarray(pixels.astype(np.uint8)).save(root / split / label / f"{i}.png")
+    return str(root)
+
+
+def dicom_dataset(**elements):
+    """A minimal secondary-capture DICOM data set (gray, one sample), with ``elements``."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = SecondaryCaptureImageStorage
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.PatientID = "P1"
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    for key, value in elements.items():
+        setattr(ds, key, value)
+    return ds

@@ -6,8 +6,8 @@ from sklearn.linear_model import LogisticRegression
 from cnnfeatures import AugmentationPolicy, CNNFeatureExtractor, ImageAugmenter
 from cnnfeatures.augmentation import augmentation_grid
 from cnnfeatures.cache import get_cache
-from cnnfeatures.extraction import forward_pass_counts, reset_forward_pass_counts
 from cnnfeatures.images import TransientImage
+from cnnfeatures.instrumentation import forward_pass_counts, reset_forward_pass_counts
 
 
 def test_copies_labels_and_determinism(rng):

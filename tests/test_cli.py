@@ -43,7 +43,7 @@ def test_evaluate_prints_metrics_and_writes_json(tiny_backbone, folder, tmp_path
 def test_extract_npz(tiny_backbone, folder, tmp_path):
     out = tmp_path / "f.npz"
     assert main(["extract", str(folder), "--split", "train", *TINY, "--layer", "avg8",
-                 "-o", str(out)]) == 0
+                 "--pooling", "max", "-o", str(out)]) == 0
     data = np.load(out)
     assert data["features"].shape == (12, 3) and data["target"].tolist() == [0] * 6 + [1] * 6
     assert data["feature_names"][0] == "avg8_max_0"

@@ -8,30 +8,16 @@ pydicom = pytest.importorskip("pydicom")
 from cnnfeatures import ImageLoadError, load_image, load_image_folder  # noqa: E402
 from cnnfeatures.images import load_dicom  # noqa: E402
 
+from .conftest import dicom_dataset  # noqa: E402
+
 
 def write_dicom(path, pixels, *, photometric="MONOCHROME2", slope=1.0, intercept=0.0,
                 window=None, patient="P1", frames=1):
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = SecondaryCaptureImageStorage
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.PatientID = patient
-    ds.Modality = "OT"
     rows, cols = pixels.shape[-2:]
-    ds.Rows, ds.Columns = rows, cols
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = photometric
-    ds.BitsAllocated = ds.BitsStored = 16
-    ds.HighBit = 15
-    ds.PixelRepresentation = 0
-    ds.RescaleSlope, ds.RescaleIntercept = slope, intercept
+    ds = dicom_dataset(PatientID=patient, Modality="OT", Rows=rows, Columns=cols,
+                       PhotometricInterpretation=photometric, BitsAllocated=16,
+                       BitsStored=16, HighBit=15, PixelRepresentation=0,
+                       RescaleSlope=slope, RescaleIntercept=intercept)
     if window is not None:
         ds.WindowCenter, ds.WindowWidth = window
     if frames > 1:

@@ -39,7 +39,7 @@ def test_gridsearch_under_dask_matches_serial(tmp_path, rng):
                 parallel = GridSearchCV(pipe, grid, cv=3, n_jobs=2).fit(X, y)
 
             def forwarded():
-                from cnnfeatures.extraction import forward_pass_counts
+                from cnnfeatures.instrumentation import forward_pass_counts
 
                 return sum(forward_pass_counts().values())
 

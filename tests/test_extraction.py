@@ -11,7 +11,7 @@ from sklearn.utils import estimator_checks as checks
 
 from cnnfeatures import CNNFeatureExtractor, LocalDescriptors
 from cnnfeatures.cache import get_cache
-from cnnfeatures.extraction import forward_pass_counts, reset_forward_pass_counts
+from cnnfeatures.instrumentation import forward_pass_counts, reset_forward_pass_counts
 
 from .conftest import DATA, VGG16_WEIGHTS, proba_in_fresh_process
 
@@ -31,7 +31,7 @@ def block_means(img, block):
 
 
 def count(side=224):
-    return sum(v for (name, _, s), v in forward_pass_counts().items() if s == side)
+    return sum(v for (name, _, _, s), v in forward_pass_counts().items() if s == side)
 
 
 # ---------------------------------------------------------------- values by hand

@@ -121,13 +121,26 @@ def test_pickle_in_a_fresh_process(task, tmp_path, kind):
 
 def test_gridsearch_over_frozen_sets(task):
     X, y = task
+    # (The dropout head's fc1 is new: freezing it is an error, so the grid freezes blocks.)
     search = GridSearchCV(small(max_epochs=2), {
-        "frozen": [("blocks",), ("blocks", "fc1")],
+        "frozen": [("blocks",), ("block1", "block2")],
         "learning_rate": [1e-3],
-    }, cv=2).fit(X, y)
+    }, cv=2, error_score="raise").fit(X, y)
     assert len(search.cv_results_["params"]) == 2
     assert clone(search.best_estimator_).get_params()["frozen"] in [("blocks",),
-                                                                    ("blocks", "fc1")]
+                                                                    ("block1", "block2")]
+
+
+@pytest.mark.parametrize("frozen, head, message", [
+    (("block9",), "dropout", r"frozen: unknown part\(s\) \['block9'\] for backbone 'vgg16'; "
+                             r"valid parts: \['blocks', 'block1', .*'block5', 'fc1', 'fc2'\]"),
+    (("blocks", "fc1"), "dropout", r"would freeze \['fc1'\], which the head='dropout' "
+                                   "initialises at random"),
+])
+def test_frozen_parts_checked_before_building(task, frozen, head, message):
+    X, y = task
+    with pytest.raises(ValueError, match=message):
+        small(frozen=frozen, head=head).fit(X, y)
 
 
 def test_hybrid_fits_small(task):

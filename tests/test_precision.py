@@ -7,7 +7,7 @@ import pytest
 
 from cnnfeatures import CNNFeatureExtractor
 from cnnfeatures.backbones import BackboneSpec, get_feature_network, register_backbone
-from cnnfeatures.extraction import forward_pass_counts
+from cnnfeatures.instrumentation import forward_pass_counts
 
 
 def _small_conv(include_top=False, weights=None, input_shape=(None, None, 3)):
@@ -64,7 +64,8 @@ def test_precision_networks_are_separate_and_mixed(smallconv):
     # Same weights, different identities: cache entries can never mix.
     np.testing.assert_array_equal(half.model.get_layer("conv2").get_weights()[0],
                                   full.model.get_layer("conv2").get_weights()[0])
-    assert half.weights_id == full.weights_id + "-bfloat16"
+    assert half.fingerprint == full.fingerprint  # the same weights...
+    assert (half.precision, full.precision) == ("bfloat16", "float32")  # ...another key part
     import keras
 
     assert keras.config.dtype_policy().name == "float32"  # the global policy is restored

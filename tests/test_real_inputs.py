@@ -38,7 +38,7 @@ from cnnfeatures.cache import (
 from cnnfeatures.descriptors import LocalDescriptors
 from cnnfeatures.images import load_image_native, resize_square
 
-from .conftest import proba_in_fresh_process, save_tiny_conv_weights
+from .conftest import dicom_dataset, proba_in_fresh_process, save_tiny_conv_weights
 
 SIDE = 16  # images of 100 px are then over 4 x SIDE: the reduced-decoding path
 
@@ -226,32 +226,12 @@ def test_dataframe_columns_of_paths(tiny_backbone, image_files):
 # --------------------------------------------------------------------------- DICOM
 
 
-def _dicom_dataset(**elements):
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = SecondaryCaptureImageStorage
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.PatientID = "P1"
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    for key, value in elements.items():
-        setattr(ds, key, value)
-    return ds
-
-
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
 def test_dicom_float_pixels_non_finite(tmp_path, bad):
     pytest.importorskip("pydicom")
     pixels = np.arange(16, dtype=np.float32).reshape(4, 4)
     pixels[1, 2] = bad
-    ds = _dicom_dataset(Rows=4, Columns=4, BitsAllocated=32, FloatPixelData=pixels.tobytes())
+    ds = dicom_dataset(Rows=4, Columns=4, BitsAllocated=32, FloatPixelData=pixels.tobytes())
     path = tmp_path / "float.dcm"
     ds.save_as(path, enforce_file_format=True)
     with pytest.raises(ImageLoadError, match=r"float\.dcm: 1 non-finite pixel value"):
@@ -260,7 +240,7 @@ def test_dicom_float_pixels_non_finite(tmp_path, bad):
 
 def test_dicom_declaring_a_huge_image_is_refused_before_decoding(tmp_path):
     pytest.importorskip("pydicom")
-    ds = _dicom_dataset(Rows=20000, Columns=20000, BitsAllocated=16, BitsStored=16, HighBit=15,
+    ds = dicom_dataset(Rows=20000, Columns=20000, BitsAllocated=16, BitsStored=16, HighBit=15,
                         PixelRepresentation=0, PixelData=b"\0" * 64)
     path = tmp_path / "bomb.dcm"
     ds.save_as(path, enforce_file_format=True)
@@ -285,7 +265,7 @@ def test_corrupt_dcm_in_folder_is_named_not_reported_as_lacking_a_tag(tmp_path):
     pytest.importorskip("pydicom")
     cls = tmp_path / "a"
     cls.mkdir()
-    _dicom_dataset(Rows=2, Columns=2, BitsAllocated=16, BitsStored=16, HighBit=15,
+    dicom_dataset(Rows=2, Columns=2, BitsAllocated=16, BitsStored=16, HighBit=15,
                    PixelRepresentation=0, PixelData=b"\0" * 8).save_as(
         cls / "good.dcm", enforce_file_format=True)
     (cls / "junk.dcm").write_bytes(np.random.default_rng(1).bytes(2000))
@@ -524,18 +504,20 @@ def test_info_survives_dangling_links_and_concurrent_clearing(tmp_path, tiny_con
 def test_memory_bound_is_one_per_process_in_real_bytes(tmp_path):
     assert get_cache(tmp_path / "a").memory is get_cache(tmp_path / "b").memory is memory_cache()
 
-    def rss() -> int:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    import tracemalloc
 
     lru = MemoryLRU(max_bytes=10**12)
-    before = rss()
-    for i in range(200_000):
-        value = np.ones(64, np.float32)
-        value.flags.writeable = False
-        lru.put(make_key(i), value)
-    grown = rss() - before
-    assert 0.8 * grown <= lru.bytes <= 1.3 * grown, (lru.bytes, grown)
+    tracemalloc.start()  # counts what is allocated, whatever the allocator reuses
+    try:
+        before, _ = tracemalloc.get_traced_memory()
+        for i in range(200_000):
+            value = np.ones(64, np.float32)
+            value.flags.writeable = False
+            lru.put(make_key(i), value)
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert 0.85 * grown <= lru.bytes <= 1.25 * grown, (lru.bytes, grown)
     lru.set_limit(lru.bytes // 2)
     assert lru.bytes <= lru.max_bytes and lru.entries < 110_000
 

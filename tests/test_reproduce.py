@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 
 from cnnfeatures.cli import main
-from cnnfeatures.reproduce import Experiment, quick_budget, run_table
+from cnnfeatures.report import Experiment, quick_budget, run_table
+
+from .conftest import write_tint_dataset
 
 TINY_BUDGET = quick_budget(scales=(0,), vlad_scales=(0,), ks=(2, 4), pca_components=None,
                            max_epochs=2, base_epochs=1, copies=1, cv=2, n_resamples=200)
@@ -16,22 +18,8 @@ TINY_BUDGET = quick_budget(scales=(0,), vlad_scales=(0,), ks=(2, 4), pca_compone
 
 @pytest.fixture(scope="module")
 def bright_dark(tmp_path_factory):
-    """train/ 8 + 8, test/ 4 + 4 PNGs: 'blue' and 'red' images differ in their tint.
-
-    (A tint and not a brightness: the features are L2-normalised, which removes brightness.)
-    """
-    from PIL import Image
-
-    root = tmp_path_factory.mktemp("data") / "bright_dark"
-    rng = np.random.default_rng(0)
-    for split, n in (("train", 8), ("test", 4)):
-        for label, channel in (("blue", 2), ("red", 0)):
-            (root / split / label).mkdir(parents=True)
-            for i in range(n):
-                pixels = rng.integers(0, 90, (32, 32, 3))
-                pixels[..., channel] += 150
-                Image.fromarray(pixels.astype(np.uint8)).save(root / split / label / f"{i}.png")
-    return str(root)
+    """train/ 8 + 8, test/ 4 + 4 PNGs: 'blue' and 'red' images differ in their tint."""
+    return write_tint_dataset(tmp_path_factory.mktemp("data") / "bright_dark", 8, 4)
 
 
 def tiny_experiment(**changes):
@@ -133,7 +121,7 @@ def test_errors_name_what_is_wrong(tiny_backbone, bright_dark, tmp_path):
 def test_evaluation_record_roc_auc_and_intervals():
     from sklearn.metrics import roc_auc_score
 
-    from cnnfeatures.reporting import bootstrap_interval, evaluation_record
+    from cnnfeatures.report import bootstrap_interval, evaluation_record
 
     y = np.array([0, 0, 1, 1, 2, 2])
     scores = np.array([[3, 1, 0], [1, 2, 0], [0, 3, 1], [1, 0, 2], [0, 1, 3], [2, 0, 1.0]])

@@ -9,7 +9,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from cnnfeatures import CNNFeatureExtractor, LocalDescriptors, VLADEncoder
 from cnnfeatures.descriptors import DescriptorWriter
-from cnnfeatures.extraction import forward_pass_counts, reset_forward_pass_counts
+from cnnfeatures.instrumentation import forward_pass_counts, reset_forward_pass_counts
 
 from .conftest import DATA, VGG16_WEIGHTS
 
@@ -122,7 +122,7 @@ def test_pipeline_gridsearch_over_k_reuses_activations(tiny_backbone, rng):
     grid = {"vladencoder__k": [2, 4], "vladencoder__pca_components": [None, 2]}
     search = GridSearchCV(pipe, grid, cv=3).fit(X, y)
     assert search.best_score_ > 0.6
-    sides = {side: n for (_, _, side), n in forward_pass_counts().items()}
+    sides = {side: n for (_, _, _, side), n in forward_pass_counts().items()}
     assert sides == {224: 12, 544: 12}
 
 

@@ -50,6 +50,7 @@ from .sources import (
     image_name,
     is_image_file,
     max_image_bytes,
+    pixels,
     read_image_bytes,
     transient,
 )
@@ -72,6 +73,7 @@ __all__ = [
     "load_image",
     "load_image_native",
     "max_image_bytes",
+    "pixels",
     "read_image_bytes",
     "resize_square",
     "to_rgb_float",

@@ -17,7 +17,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .arrays import composite_alpha, resize_square, to_rgb_float
 from .dicom import NotDicomError, has_dicom_marker, load_dicom
-from .sources import ImageLoadError, ImageSource, read_image_bytes
+from .sources import ImageLoadError, ImageSource, pixels, read_image_bytes
 
 __all__ = ["decode_native", "load_image", "load_image_native"]
 
@@ -158,6 +158,7 @@ def decode_native(source: ImageSource, target_side: int | None = None, *,
     ``target_side``, large files may be decoded reduced (never below ``target_side``).
     Arrays are returned as they are.
     """
+    source = pixels(source)
     if isinstance(source, np.ndarray):
         return source
     if not isinstance(source, (str, os.PathLike)):

@@ -16,7 +16,7 @@ from typing import Union
 
 import numpy as np
 
-ImageSource = Union[str, "os.PathLike[str]", np.ndarray]
+ImageSource = Union[str, "os.PathLike[str]", np.ndarray, "TransientImage"]
 
 __all__ = [
     "DEFAULT_MAX_IMAGE_BYTES",
@@ -29,6 +29,7 @@ __all__ = [
     "image_name",
     "is_image_file",
     "max_image_bytes",
+    "pixels",
     "read_image_bytes",
     "transient",
 ]
@@ -129,7 +130,7 @@ def check_image_sources(X: object, *, name: str = "X") -> Sequence[ImageSource]:
         raise ValueError(f"{name} is empty: at least one image is required")
     if not isinstance(sources, np.ndarray):
         for i, s in enumerate(sources):
-            if not isinstance(s, (str, os.PathLike, np.ndarray)):
+            if not isinstance(s, (str, os.PathLike, np.ndarray, TransientImage)):
                 raise TypeError(
                     f"{name}[{i}] is a {type(s).__name__}; expected a path (str or Path) "
                     "or a NumPy array"
@@ -260,6 +261,7 @@ def image_digest(source: ImageSource, data: bytes | None = None) -> str:
     shape and values.
     """
     h = hashlib.blake2b(digest_size=20)
+    source = pixels(source)
     if isinstance(source, np.ndarray):
         arr = np.ascontiguousarray(source)
         h.update(f"array:{arr.dtype.str}:{arr.shape}".encode())
@@ -270,17 +272,51 @@ def image_digest(source: ImageSource, data: bytes | None = None) -> str:
     return h.hexdigest()
 
 
-class TransientImage(np.ndarray):
-    """An image array that caches must not keep (an augmented copy: new content each time).
+class TransientImage:
+    """An image that caches must not keep: an augmented copy, new content every time.
 
-    ``np.asarray(img)`` gives the plain array; :class:`~cnnfeatures.CNNFeatureExtractor`
-    computes features of such images without storing them.
+    A wrapper around the array — not an ndarray subclass, which any step building a new
+    array would silently turn back into a plain, cacheable one. The image steps of
+    cnnfeatures pass the mark on (CLAHE of a transient image is transient) and
+    :class:`~cnnfeatures.CNNFeatureExtractor` computes its features without storing them;
+    anything else sees the pixels through ``np.asarray(image)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> image = transient(np.zeros((2, 3), np.uint8))
+    >>> image.shape, np.asarray(image).dtype
+    ((2, 3), dtype('uint8'))
     """
 
+    __slots__ = ("array",)
 
-def transient(image: np.ndarray) -> TransientImage:
+    def __init__(self, array: np.ndarray):
+        self.array = np.asarray(array)
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        return self.array if dtype is None else self.array.astype(dtype)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.array.shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.array.dtype
+
+    def __repr__(self) -> str:
+        return f"TransientImage(shape={self.shape}, dtype={self.dtype})"
+
+
+def transient(image) -> TransientImage:
     """Mark an image array as not worth caching (see :class:`TransientImage`)."""
-    return np.asarray(image).view(TransientImage)
+    return image if isinstance(image, TransientImage) else TransientImage(image)
+
+
+def pixels(source: ImageSource) -> ImageSource:
+    """A source with a :class:`TransientImage` unwrapped to its array; others as they are."""
+    return source.array if isinstance(source, TransientImage) else source
 
 
 def is_image_file(path: str | os.PathLike[str]) -> bool:

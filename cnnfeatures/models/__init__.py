@@ -1,7 +1,13 @@
 """Keras-backed classifiers with scikit-learn's API."""
 
-from ._base import KerasImageClassifier
+from ._base import SHARED_PARAMETERS, KerasImageClassifier, SmallDataWarning
 from .finetune import FineTunedCNNClassifier
 from .hybrid import HybridSepConvClassifier
 
-__all__ = ["FineTunedCNNClassifier", "HybridSepConvClassifier", "KerasImageClassifier"]
+__all__ = [
+    "SHARED_PARAMETERS",
+    "FineTunedCNNClassifier",
+    "HybridSepConvClassifier",
+    "KerasImageClassifier",
+    "SmallDataWarning",
+]

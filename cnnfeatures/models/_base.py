@@ -7,26 +7,27 @@ one flat functional graph (no nested sub-models), so Grad-CAM can reach any laye
 
 from __future__ import annotations
 
+import inspect
 import io
 import os
 import tempfile
+import warnings
 from numbers import Integral, Real
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
 from sklearn.model_selection import GroupShuffleSplit, StratifiedShuffleSplit
-from sklearn.preprocessing import LabelEncoder
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.class_weight import compute_class_weight
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted
 
 from ..augmentation import AugmentationPolicy, ImageAugmenter
 from ..backbones import get_backbone, weights_fingerprint
 from ..images import check_image_sources, image_name, load_image
 from ..targets import check_targets
 
-__all__ = ["KerasImageClassifier"]
+__all__ = ["KerasImageClassifier", "SHARED_PARAMETERS", "SmallDataWarning"]
 
 
 def load_batch(sources, side: int) -> np.ndarray:
@@ -119,6 +120,30 @@ def frozen_prefix(model) -> str | None:
     return last
 
 
+class SmallDataWarning(UserWarning):
+    """No validation split could be carved from the training images: no early stopping."""
+
+
+#: The parameters every Keras classifier shares, with their defaults, declared once: each
+#: subclass's signature is its own parameters followed by these (see __init_subclass__).
+SHARED_PARAMETERS: dict = {
+    "head_units": (1024, 512),
+    "dropout": 0.5,
+    "input_side": 224,
+    "learning_rate": 1e-4,
+    "batch_size": 16,
+    "max_epochs": 300,
+    "patience": 10,
+    "validation_fraction": 0.1,
+    "class_weight": None,
+    "augmentation": None,
+    "cache_frozen": True,
+    "warm_start": False,
+    "random_state": None,
+    "verbose": 0,
+}
+
+
 class KerasImageClassifier(ClassifierMixin, BaseEstimator):
     """Base class: subclasses define ``_build(n_classes)`` and their own parameters.
 
@@ -132,6 +157,8 @@ class KerasImageClassifier(ClassifierMixin, BaseEstimator):
     """
 
     _common_constraints: dict = {
+        "head_units": [tuple, list],
+        "dropout": [Interval(Real, 0, 1, closed="left")],
         "input_side": [Interval(Integral, 32, None, closed="left")],
         "learning_rate": [Interval(Real, 0, None, closed="neither")],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
@@ -141,30 +168,30 @@ class KerasImageClassifier(ClassifierMixin, BaseEstimator):
         "class_weight": [StrOptions({"balanced"}), dict, None],
         "augmentation": [ImageAugmenter, AugmentationPolicy, None],
         "cache_frozen": ["boolean"],
+        "warm_start": ["boolean"],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
     }
 
-    def __init__(self, *, backbone, weights, head_units, dropout, input_side, learning_rate,
-                 batch_size, max_epochs, patience, validation_fraction, class_weight,
-                 augmentation, cache_frozen, random_state, verbose):
-        # Subclasses list every parameter in their own signature (scikit-learn reads it for
-        # get_params) and hand the shared ones here, stored untouched.
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        # scikit-learn reads an estimator's parameters from its __init__ signature: show
+        # the subclass's own parameters, then the shared ones, as keywords with defaults.
+        own = [p for name, p in inspect.signature(cls.__init__).parameters.items()
+               if p.kind is not inspect.Parameter.VAR_KEYWORD]
+        shared = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default)
+                  for name, default in SHARED_PARAMETERS.items()]
+        cls.__init__.__signature__ = inspect.Signature(own + shared)
+
+    def __init__(self, *, backbone, weights, **shared):
+        unknown = sorted(set(shared) - set(SHARED_PARAMETERS))
+        if unknown:
+            raise TypeError(f"{type(self).__name__} got unexpected keyword argument(s) "
+                            f"{unknown}")
         self.backbone = backbone
         self.weights = weights
-        self.head_units = head_units
-        self.dropout = dropout
-        self.input_side = input_side
-        self.learning_rate = learning_rate
-        self.batch_size = batch_size
-        self.max_epochs = max_epochs
-        self.patience = patience
-        self.validation_fraction = validation_fraction
-        self.class_weight = class_weight
-        self.augmentation = augmentation
-        self.cache_frozen = cache_frozen
-        self.random_state = random_state
-        self.verbose = verbose
+        for name, default in SHARED_PARAMETERS.items():
+            setattr(self, name, shared.get(name, default))  # stored untouched
 
     # ------------------------------------------------------------------ sklearn plumbing
     def __sklearn_tags__(self):
@@ -175,12 +202,15 @@ class KerasImageClassifier(ClassifierMixin, BaseEstimator):
         tags.non_deterministic = True  # identical only on CPU with the same random_state
         return tags
 
-    def _preprocess(self, x: np.ndarray) -> np.ndarray:
-        return get_backbone(self._backbone_name()).preprocess_input(
-            np.asarray(x, dtype=np.float32).copy())
+    def preprocess(self, images: np.ndarray) -> np.ndarray:
+        """The fitted backbone's ``preprocess_input`` of float RGB 0–255 images (the
+        network's input; Grad-CAM feeds it too)."""
+        backbone = getattr(self, "backbone_", self.backbone)
+        return get_backbone(backbone).preprocess_input(
+            np.asarray(images, dtype=np.float32).copy())
 
-    def _backbone_name(self) -> str:
-        return self.backbone
+    def _check_structure(self, spec) -> None:
+        """Subclasses check their structured parameters against the backbone here."""
 
     def _dropout_head(self, x, n_classes: int, *, dense_top: bool = True):
         """Figure 21's head on ``x``: Dense → Dropout → Dense → Dropout → softmax.
@@ -191,9 +221,6 @@ class KerasImageClassifier(ClassifierMixin, BaseEstimator):
 
         if dense_top:
             units = tuple(self.head_units)
-            if len(units) != 2 or not all(isinstance(u, Integral) and u > 0 for u in units):
-                raise ValueError(
-                    f"head_units must be two positive integers, got {self.head_units!r}")
             x = layers.Dense(units[0], activation="relu", name="fc1")(x)
             x = layers.Dropout(self.dropout, name="dropout1")(x)
             x = layers.Dense(units[1], activation="relu", name="fc2")(x)
@@ -201,7 +228,9 @@ class KerasImageClassifier(ClassifierMixin, BaseEstimator):
         return layers.Dense(n_classes, activation="softmax", name="predictions")(x)
 
     # ------------------------------------------------------------------ fit
-    def fit(self, X, y, *, groups=None, validation_data=None):
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y, *, groups=None, validation_data=None, sample_weight=None,
+            callbacks=None):
         """Train with early stopping on the validation cross-entropy.
 
         Parameters
@@ -213,30 +242,69 @@ class KerasImageClassifier(ClassifierMixin, BaseEstimator):
             Group of each image (a patient): the validation split keeps groups whole.
         validation_data : (X_val, y_val), optional
             Explicit validation images; ``validation_fraction`` is then not used.
+        sample_weight : array-like of shape (n_images,), optional
+            Weight of each training image in the loss (multiplied by ``class_weight``).
+        callbacks : list of keras.callbacks.Callback, optional
+            Called during training, after the early stopping and the epoch clock.
 
         Returns
         -------
         self
+
+        Notes
+        -----
+        When no validation split can be carved (too few images per class or group), the
+        network trains for ``max_epochs`` without early stopping and a
+        :class:`SmallDataWarning` says so; ``best_epoch_`` is then the last epoch.
         """
         import keras
 
-        self._validate_params()
-        spec = get_backbone(self._backbone_name())
+        spec = get_backbone(self.backbone)
+        self._check_common(spec)
+        self._check_structure(spec)
+        self.backbone_, self.input_side_ = spec.name, self.input_side
+        sources = check_image_sources(X)
+        targets = self._encode_targets(y, len(sources))
+        weights = self._sample_weights(targets, sample_weight)
+        seed = int(check_random_state(self.random_state).randint(2**31 - 1))
+        keras.utils.set_random_seed(seed)  # initial weights, dropout, shuffling
+        train_idx, validation = self._validation(sources, targets, groups, validation_data,
+                                                 seed)
+        model = self._model()
+        history, cached = self._train(model, [sources[i] for i in train_idx],
+                                      targets[train_idx], weights[train_idx], validation,
+                                      seed, callbacks or [])
+        self._record(model, history, cached)
+        return self
+
+    def _check_common(self, spec) -> None:
         if self.input_side < spec.min_side:
             raise ValueError(f"input_side={self.input_side} is below {spec.name}'s minimum "
                              f"{spec.min_side}")
-        sources = check_image_sources(X)
-        y = check_targets(y, len(sources))
-        encoder = LabelEncoder().fit(y)
-        self.classes_ = encoder.classes_
-        if len(self.classes_) < 2:
-            raise ValueError(f"y has a single class {self.classes_.tolist()}; need at least 2")
-        self._check_class_weight()
-        targets = encoder.transform(y)
+        units = tuple(self.head_units)
+        if len(units) != 2 or not all(isinstance(u, Integral) and u > 0 for u in units):
+            raise ValueError(f"head_units must be two positive integers, got "
+                             f"{self.head_units!r}")
 
-        rng = check_random_state(self.random_state)
-        seed = int(rng.randint(2**31 - 1))
-        keras.utils.set_random_seed(seed)  # initial weights, dropout, shuffling
+    def _encode_targets(self, y, n_images: int) -> np.ndarray:
+        """Check the labels, set ``classes_`` and return each label's class index."""
+        y = check_targets(y, n_images)
+        classes = np.unique(y)
+        if len(classes) < 2:
+            raise ValueError(f"y has a single class {classes.tolist()}; need at least 2")
+        if self._warm and not np.array_equal(classes, self.classes_):
+            raise ValueError(f"warm_start=True: y has classes {classes.tolist()}, the "
+                             f"fitted model has {self.classes_.tolist()}")
+        self.classes_ = classes
+        self._check_class_weight()
+        return np.searchsorted(classes, y)
+
+    @property
+    def _warm(self) -> bool:
+        return bool(self.warm_start) and hasattr(self, "model_")
+
+    def _validation(self, sources, targets, groups, validation_data, seed):
+        """Training indices, and the validation (images, class indices) or None."""
         if validation_data is not None:
             val_sources = check_image_sources(validation_data[0], name="validation X")
             val_y = check_targets(validation_data[1], len(val_sources), name="validation y")
@@ -244,75 +312,102 @@ class KerasImageClassifier(ClassifierMixin, BaseEstimator):
             if unknown:
                 raise ValueError(f"validation y holds class(es) {unknown} that y does not; "
                                  f"classes are {self.classes_.tolist()}")
-            val_targets = encoder.transform(val_y)
-            train_idx = np.arange(len(sources))
+            return np.arange(len(sources)), (val_sources, np.searchsorted(self.classes_,
+                                                                          val_y))
+        if groups is not None and len(groups) != len(sources):
+            raise ValueError(f"groups has {len(groups)} entries for {len(sources)} images")
+        split = self._split(targets, groups, seed)
+        if split is None:
+            return np.arange(len(sources)), None
+        train_idx, val_idx = split
+        return train_idx, ([sources[i] for i in val_idx], targets[val_idx])
+
+    def _split(self, targets, groups, seed):
+        if groups is not None:
+            splitter = GroupShuffleSplit(1, test_size=self.validation_fraction,
+                                         random_state=seed)
+            split = next(splitter.split(np.zeros(len(targets)), targets, groups))
+            if len(split[0]) and len(split[1]):
+                return split
+            reason = f"{len(set(groups))} group(s)"
         else:
-            if groups is not None and len(groups) != len(sources):
-                raise ValueError(f"groups has {len(groups)} entries for {len(sources)} images")
-            train_idx, val_idx = self._split(targets, groups, seed)
-            val_sources = [sources[i] for i in val_idx]
-            val_targets = targets[val_idx]
+            splitter = StratifiedShuffleSplit(1, test_size=self.validation_fraction,
+                                              random_state=seed)
+            try:
+                return next(splitter.split(np.zeros(len(targets)), targets))
+            except ValueError as exc:
+                reason = str(exc)
+        warnings.warn(
+            f"cannot carve a validation set of fraction {self.validation_fraction} from "
+            f"{len(targets)} images ({reason}): training for max_epochs={self.max_epochs} "
+            "without early stopping; pass validation_data or more images to stop early",
+            SmallDataWarning, stacklevel=4)
+        return None
 
-        self.__dict__.pop("model_", None)  # free the previous fit's model first
-        model = self._build(len(self.classes_))
-        prefix = frozen_prefix(model)
-        train_images = load_batch([sources[i] for i in train_idx], self.input_side)
-        val_images = load_batch(val_sources, self.input_side)
-        train_targets = targets[train_idx]
-        policy = self.augmentation.policy if isinstance(self.augmentation, ImageAugmenter) \
-            else self.augmentation
+    def _model(self):
+        """A new network, or with ``warm_start`` the fitted one, compiled."""
+        import keras
 
+        if self._warm:
+            model = self.model_
+        else:
+            self.__dict__.pop("model_", None)  # free the previous fit's model first
+            model = self._build(len(self.classes_))
         model.compile(optimizer=keras.optimizers.Adam(self.learning_rate),
                       loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-        early = keras.callbacks.EarlyStopping(monitor="val_loss", patience=self.patience,
-                                              restore_best_weights=True)
-        clock = _EpochClock()
-        weights = self._sample_weights(train_targets)
-        if prefix is not None and policy is None and self.cache_frozen:
+        return model
+
+    def _train(self, model, train_sources, train_targets, weights, validation, seed,
+               callbacks):
+        """Fit ``model``: on cached frozen-prefix activations when it can, else on images."""
+        import keras
+
+        policy = self.augmentation.policy if isinstance(self.augmentation, ImageAugmenter) \
+            else self.augmentation
+        prefix = frozen_prefix(model)
+        cached = prefix is not None and policy is None and self.cache_frozen
+        monitor = "val_loss" if validation is not None else "loss"
+        self._clock = _EpochClock()
+        every = [self._clock, *callbacks]
+        if validation is not None:
+            every.insert(0, keras.callbacks.EarlyStopping(monitor=monitor,
+                                                          patience=self.patience,
+                                                          restore_best_weights=True))
+        train_images = load_batch(train_sources, self.input_side)
+        val_images = None if validation is None else load_batch(validation[0],
+                                                                 self.input_side)
+        if cached:
             trainer, x_train, x_val = self._head_on_cached_prefix(model, prefix, train_images,
                                                                   val_images)
             trainer.compile(optimizer=keras.optimizers.Adam(self.learning_rate),
                             loss="sparse_categorical_crossentropy", metrics=["accuracy"])
             history = trainer.fit(
                 x_train, train_targets, sample_weight=weights,
-                validation_data=(x_val, val_targets), epochs=self.max_epochs,
-                batch_size=self.batch_size, callbacks=[early, clock], shuffle=True,
-                verbose=self.verbose,
-            )
+                validation_data=None if validation is None else (x_val, validation[1]),
+                epochs=self.max_epochs, batch_size=self.batch_size, callbacks=every,
+                shuffle=True, verbose=self.verbose)
         else:
-            data = _batches(train_images, train_targets, self.batch_size, self._preprocess,
+            data = _batches(train_images, train_targets, self.batch_size, self.preprocess,
                             policy, seed, weights)
             history = model.fit(
-                data, validation_data=(self._preprocess(val_images), val_targets),
-                epochs=self.max_epochs, callbacks=[early, clock], verbose=self.verbose,
-            )
+                data, epochs=self.max_epochs, callbacks=every, verbose=self.verbose,
+                validation_data=None if validation is None else (
+                    self.preprocess(val_images), validation[1]))
+        return history, cached
+
+    def _record(self, model, history, cached: bool) -> None:
         self.model_ = model
         self.history_ = {k: [float(v) for v in vals] for k, vals in history.history.items()}
-        losses = self.history_["val_loss"]
-        self.best_epoch_ = int(np.argmin(losses)) + 1
+        losses = self.history_.get("val_loss", self.history_["loss"])
+        self.best_epoch_ = (int(np.argmin(losses)) + 1 if "val_loss" in self.history_
+                            else len(losses))
         self.n_epochs_ = len(losses)
-        self.frozen_prefix_cached_ = prefix is not None and policy is None and self.cache_frozen
-        self.epoch_seconds_ = clock.seconds
+        self.frozen_prefix_cached_ = cached
+        self.epoch_seconds_ = self._clock.seconds
+        del self._clock
         # Provenance: which weights the network started from (a file by its content).
         self.weights_fingerprint_ = (None if self.weights is None
                                      else weights_fingerprint(self.weights))
-        return self
-
-    def _split(self, targets, groups, seed):
-        if groups is not None:
-            splitter = GroupShuffleSplit(1, test_size=self.validation_fraction,
-                                         random_state=seed)
-            return next(splitter.split(np.zeros(len(targets)), targets, groups))
-        splitter = StratifiedShuffleSplit(1, test_size=self.validation_fraction,
-                                          random_state=seed)
-        try:
-            return next(splitter.split(np.zeros(len(targets)), targets))
-        except ValueError as exc:
-            raise ValueError(
-                f"cannot carve a stratified validation set of fraction "
-                f"{self.validation_fraction} from {len(targets)} images ({exc}); pass "
-                "validation_data or a larger validation_fraction"
-            ) from None
 
     def _check_class_weight(self) -> None:
         if not isinstance(self.class_weight, dict):
@@ -323,19 +418,25 @@ class KerasImageClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(f"class_weight names class(es) {unknown} that y does not hold; "
                              f"classes are {self.classes_.tolist()}")
 
-    def _sample_weights(self, targets):
-        if self.class_weight is None:
-            return None
-        classes = np.arange(len(self.classes_))
+    def _sample_weights(self, targets, sample_weight=None) -> np.ndarray:
+        """Per-image loss weights: ``class_weight`` times ``sample_weight`` (ones if none)."""
+        weights = np.ones(len(targets), np.float32)
         if self.class_weight == "balanced":
-            per_class = compute_class_weight("balanced", classes=classes, y=targets)
-        else:
+            classes = np.arange(len(self.classes_))
+            weights *= compute_class_weight("balanced", classes=classes, y=targets)[targets]
+        elif self.class_weight is not None:
             per_class = np.array([float(self.class_weight.get(c, 1.0)) for c in self.classes_])
-        return per_class[targets].astype(np.float32)
+            weights *= per_class[targets]
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(sample_weight, np.zeros((len(targets), 1)),
+                                                 dtype=np.float32)
+            weights *= sample_weight
+        return weights.astype(np.float32)
 
     def _head_on_cached_prefix(self, model, prefix, train_images, val_images):
         """Run the frozen prefix once, and build the trainable rest as a model that shares
-        the full model's layers (so training it trains ``model``)."""
+        the full model's layers (so training it trains ``model``). ``val_images`` may be
+        None (no validation split)."""
         import keras
 
         names = [layer.name for layer in model.layers]
@@ -345,11 +446,12 @@ class KerasImageClassifier(ClassifierMixin, BaseEstimator):
 
         def run(images):
             return np.concatenate([
-                np.asarray(prefix_model.predict_on_batch(self._preprocess(images[i:i + step])))
+                np.asarray(prefix_model.predict_on_batch(self.preprocess(images[i:i + step])))
                 for i in range(0, len(images), step)
             ])
 
-        x_train, x_val = run(train_images), run(val_images)
+        x_train = run(train_images)
+        x_val = None if val_images is None else run(val_images)
         head_input = keras.Input(x_train.shape[1:])
         x = head_input
         for layer in model.layers[cut + 1:]:
@@ -363,8 +465,8 @@ class KerasImageClassifier(ClassifierMixin, BaseEstimator):
         sources = check_image_sources(X)
         out = []
         for start in range(0, len(sources), self.batch_size):
-            batch = load_batch(sources[start:start + self.batch_size], self.input_side)
-            out.append(np.asarray(self.model_.predict_on_batch(self._preprocess(batch))))
+            batch = load_batch(sources[start:start + self.batch_size], self.input_side_)
+            out.append(np.asarray(self.model_.predict_on_batch(self.preprocess(batch))))
         return np.concatenate(out).astype(np.float64)
 
     def predict(self, X) -> np.ndarray:

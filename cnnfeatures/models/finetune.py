@@ -3,44 +3,13 @@
 from __future__ import annotations
 
 import os
-from numbers import Real
 
-import numpy as np
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import StrOptions
 
-from ..backbones import get_backbone, get_feature_network
+from ..backbones import get_backbone, load_pretrained_weights
 from ._base import KerasImageClassifier
 
-__all__ = ["FineTunedCNNClassifier", "copy_backbone_weights"]
-
-
-def copy_backbone_weights(model, backbone: str, weights, fc: bool = False) -> bool:
-    """Load a backbone's weights into the layers of ``model`` that share their names.
-
-    The weights come from :func:`~cnnfeatures.backbones.get_feature_network` (memoised:
-    a grid search reads the file once). VGG's fc layers there are convolutions; their
-    kernels are reshaped back to Dense kernels. Returns whether fc weights were loaded.
-    """
-    if weights is None:
-        return False
-    spec = get_backbone(backbone)
-    net = get_feature_network(backbone, weights, need_fc=fc)
-    source = {layer.name: layer for layer in net.model.layers}
-    loaded_fc = False
-    for layer in model.layers:
-        if layer.name not in source or not layer.weights:
-            continue
-        if layer.name in spec.fc_layers:
-            if not (fc and net.fc_pretrained):
-                continue
-            kernel, bias = source[layer.name].get_weights()
-            if kernel.size != np.prod(layer.weights[0].shape):
-                continue  # a head of another size: starts fresh
-            layer.set_weights([kernel.reshape(layer.weights[0].shape), bias])
-            loaded_fc = True
-        else:
-            layer.set_weights(source[layer.name].get_weights())
-    return loaded_fc
+__all__ = ["FineTunedCNNClassifier"]
 
 
 class FineTunedCNNClassifier(KerasImageClassifier):
@@ -56,8 +25,10 @@ class FineTunedCNNClassifier(KerasImageClassifier):
     frozen : tuple of str, default=("blocks",)
         Parts whose weights stay fixed: ``"blocks"`` (the whole convolutional base),
         ``"block1"`` … ``"block5"`` (VGG blocks; for Xception ``"block1"`` … ``"block14"``),
-        ``"fc1"``, ``"fc2"``. Table 8's rows are ``()``, ``("blocks",)``,
-        ``("blocks", "fc1")``, ``("blocks", "fc2")``, ``("fc1",)``, ``("fc2",)``.
+        ``"fc1"``, ``"fc2"`` (with ``head="original"`` only: the dropout head's layers are
+        new, so freezing them is an error) — the backbone's ``frozen_parts``. Table 8's
+        rows are ``()``, ``("blocks",)``, ``("blocks", "fc1")``, ``("blocks", "fc2")``,
+        ``("fc1",)``, ``("fc2",)``.
     head : {"original", "dropout"}, default="dropout"
         ``"original"``: VGG's fc1/fc2 (4096 units, ImageNet weights when available);
         ``"dropout"``: Figure 21's head, Dense(``head_units[0]``) → Dropout → Dense(
@@ -79,6 +50,9 @@ class FineTunedCNNClassifier(KerasImageClassifier):
         Random views drawn anew at every epoch.
     cache_frozen : bool, default=True
         Compute a frozen prefix once per image (without augmentation).
+    warm_start : bool, default=False
+        Continue training the fitted network at the next ``fit`` (same classes) instead
+        of building a new one.
     random_state : int, RandomState or None, default=None
     verbose : int, default=0
         Keras' progress display (1: bar, 2: one line per epoch).
@@ -97,6 +71,9 @@ class FineTunedCNNClassifier(KerasImageClassifier):
         Whether a frozen prefix ran once per image and the rest trained on its activations.
     epoch_seconds_ : list of float
         Wall time of each epoch.
+    backbone_, input_side_ : str, int
+        The backbone and input side the model was built for (``predict`` uses these,
+        whatever ``set_params`` said since).
     weights_fingerprint_ : str or None
         The pretrained weights the network started from (a digest of a weights file's
         content, or ``"imagenet"``); None for random weights. The fitted model holds its
@@ -116,42 +93,34 @@ class FineTunedCNNClassifier(KerasImageClassifier):
         "weights": [str, os.PathLike, None],
         "frozen": [tuple, list],
         "head": [StrOptions({"original", "dropout"})],
-        "head_units": [tuple, list],
-        "dropout": [Interval(Real, 0, 1, closed="left")],
     }
 
-    def __init__(
-        self, backbone: str = "vgg19", weights="imagenet", frozen=("blocks",),
-        head: str = "dropout", head_units=(1024, 512), dropout: float = 0.5,
-        input_side: int = 224, learning_rate: float = 1e-4, batch_size: int = 16,
-        max_epochs: int = 300, patience: int = 10, validation_fraction: float = 0.1,
-        class_weight=None, augmentation=None, cache_frozen: bool = True, random_state=None,
-        verbose: int = 0,
-    ):
-        super().__init__(
-            backbone=backbone, weights=weights, head_units=head_units, dropout=dropout,
-            input_side=input_side, learning_rate=learning_rate, batch_size=batch_size,
-            max_epochs=max_epochs, patience=patience, validation_fraction=validation_fraction,
-            class_weight=class_weight, augmentation=augmentation, cache_frozen=cache_frozen,
-            random_state=random_state, verbose=verbose,
-        )
+    def __init__(self, backbone: str = "vgg19", weights="imagenet", frozen=("blocks",),
+                 head: str = "dropout", **shared):
+        # The shared parameters (head_units ... verbose) are declared once, in
+        # SHARED_PARAMETERS; the signature scikit-learn reads lists them after these.
+        super().__init__(backbone=backbone, weights=weights, **shared)
         self.frozen = frozen
         self.head = head
 
-    def _frozen_matcher(self, base_names: set[str]):
-        frozen = set(self.frozen)
-        valid = {"blocks", "fc1", "fc2"} | {f"block{i}" for i in range(1, 15)}
-        unknown = sorted(frozen - valid)
+    def _check_structure(self, spec) -> None:
+        """The frozen parts exist in this network, and none is a freshly initialised layer."""
+        frozen = list(self.frozen)
+        unknown = [part for part in frozen if part not in spec.frozen_parts]
         if unknown:
-            raise ValueError(f"frozen: unknown part(s) {unknown}; choose among 'blocks', "
-                             "'block1'...'block5' (VGG) or 'block14' (Xception), 'fc1', 'fc2'")
+            raise ValueError(f"frozen: unknown part(s) {unknown} for backbone {spec.name!r}; "
+                             f"valid parts: {list(spec.frozen_parts)}")
+        fresh = [part for part in frozen if part in spec.fc_layers and self.head != "original"]
+        if fresh:
+            raise ValueError(
+                f"frozen={tuple(self.frozen)!r} would freeze {fresh}, which the "
+                f"head={self.head!r} initialises at random (it would never learn); freeze "
+                "'blocks' only, or use head='original' to freeze VGG's own fc layers")
 
-        def is_frozen(name: str) -> bool:
-            if name in base_names:  # the convolutional base
-                return "blocks" in frozen or name.split("_")[0] in frozen
-            return name in frozen  # fc1, fc2; the new predictions layer always trains
-
-        return is_frozen
+    def _is_frozen(self, name: str, base_names: set[str]) -> bool:
+        if name in base_names:  # the convolutional base
+            return "blocks" in self.frozen or name.split("_")[0] in self.frozen
+        return name in self.frozen  # fc1, fc2; the new predictions layer always trains
 
     def _build(self, n_classes: int):
         import keras
@@ -171,11 +140,10 @@ class FineTunedCNNClassifier(KerasImageClassifier):
             x = layers.Dense(4096, activation="relu", name="fc2")(x)
         out = self._dropout_head(x, n_classes, dense_top=not original)
         model = keras.Model(base.input, out, name=f"finetuned_{spec.name}")
-        self.fc_pretrained_ = copy_backbone_weights(
-            model, spec.name, self.weights, fc=self.head == "original" and bool(spec.fc_layers)
-        )
-        is_frozen = self._frozen_matcher({layer.name for layer in base.layers})
+        self.fc_pretrained_ = load_pretrained_weights(model, spec.name, self.weights,
+                                                      fc=original)
+        base_names = {layer.name for layer in base.layers}
         for layer in model.layers:
             if layer.weights:
-                layer.trainable = not is_frozen(layer.name)
+                layer.trainable = not self._is_frozen(layer.name, base_names)
         return model

@@ -7,9 +7,8 @@ from numbers import Integral, Real
 
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from ..backbones import get_backbone
+from ..backbones import get_backbone, load_pretrained_weights
 from ._base import KerasImageClassifier
-from .finetune import copy_backbone_weights
 
 __all__ = ["HybridSepConvClassifier"]
 
@@ -40,13 +39,13 @@ class HybridSepConvClassifier(KerasImageClassifier):
     head_units : tuple of 2 ints, default=(1024, 512)
     dropout : float, default=0.5
     input_side, learning_rate, batch_size, max_epochs, patience, validation_fraction, \
-class_weight, augmentation, cache_frozen, random_state, verbose
+class_weight, augmentation, cache_frozen, warm_start, random_state, verbose
         As for :class:`~cnnfeatures.FineTunedCNNClassifier`.
 
     Attributes
     ----------
     model_, classes_, history_, best_epoch_, n_epochs_, frozen_prefix_cached_, \
-weights_fingerprint_
+backbone_, input_side_, weights_fingerprint_
         As for :class:`~cnnfeatures.FineTunedCNNClassifier`.
 
     Examples
@@ -63,30 +62,25 @@ weights_fingerprint_
         "n_sep_blocks": [Interval(Integral, 0, None, closed="left")],
         "filters": [Interval(Integral, 1, None, closed="left")],
         "batch_norm_momentum": [Interval(Real, 0, 1, closed="neither")],
-        "head_units": [tuple, list],
-        "dropout": [Interval(Real, 0, 1, closed="left")],
     }
 
-    def __init__(
-        self, backbone: str = "vgg19", weights="imagenet", frozen_blocks: int = 3,
-        n_sep_blocks: int = 2, filters: int = 512, batch_norm_momentum: float = 0.9,
-        head_units=(1024, 512),
-        dropout: float = 0.5, input_side: int = 224, learning_rate: float = 1e-4,
-        batch_size: int = 16, max_epochs: int = 300, patience: int = 10,
-        validation_fraction: float = 0.1, class_weight=None, augmentation=None,
-        cache_frozen: bool = True, random_state=None, verbose: int = 0,
-    ):
-        super().__init__(
-            backbone=backbone, weights=weights, head_units=head_units, dropout=dropout,
-            input_side=input_side, learning_rate=learning_rate, batch_size=batch_size,
-            max_epochs=max_epochs, patience=patience, validation_fraction=validation_fraction,
-            class_weight=class_weight, augmentation=augmentation, cache_frozen=cache_frozen,
-            random_state=random_state, verbose=verbose,
-        )
+    def __init__(self, backbone: str = "vgg19", weights="imagenet", frozen_blocks: int = 3,
+                 n_sep_blocks: int = 2, filters: int = 512, batch_norm_momentum: float = 0.9,
+                 **shared):
+        super().__init__(backbone=backbone, weights=weights, **shared)
         self.frozen_blocks = frozen_blocks
         self.n_sep_blocks = n_sep_blocks
         self.filters = filters
         self.batch_norm_momentum = batch_norm_momentum
+
+    def _check_structure(self, spec) -> None:
+        if self.frozen_blocks > len(spec.block_pools):
+            raise ValueError(f"frozen_blocks={self.frozen_blocks}: {spec.name} has "
+                             f"{len(spec.block_pools)} blocks")
+        n_pools = self.frozen_blocks + self.n_sep_blocks
+        if self.input_side < 2**n_pools:
+            raise ValueError(f"input_side={self.input_side} is too small for {n_pools} "
+                             f"2x2 poolings (need at least {2**n_pools})")
 
     def _build(self, n_classes: int):
         import keras
@@ -94,12 +88,9 @@ weights_fingerprint_
 
         spec = get_backbone(self.backbone)
         n_pools = self.frozen_blocks + self.n_sep_blocks
-        if self.input_side < 2**n_pools:
-            raise ValueError(f"input_side={self.input_side} is too small for {n_pools} "
-                             f"2x2 poolings (need at least {2**n_pools})")
         base = spec.keras_constructor(include_top=False, weights=None,
                                       input_shape=(self.input_side, self.input_side, 3))
-        x = base.get_layer(f"block{self.frozen_blocks}_pool").output
+        x = base.get_layer(spec.block_pools[self.frozen_blocks - 1]).output
         # Keras' default Glorot initialisation counts a depthwise kernel's fan-in as 9 x
         # channels instead of 9, so each separable convolution shrinks its input about
         # sqrt(channels) times: three in a row leave ~1e-4 of the signal, and the moving
@@ -121,8 +112,9 @@ weights_fingerprint_
         x = layers.Flatten(name="flatten")(x)
         out = self._dropout_head(x, n_classes)
         model = keras.Model(base.input, out, name=f"hybrid_{spec.name}")
-        copy_backbone_weights(model, spec.name, self.weights)
+        load_pretrained_weights(model, spec.name, self.weights)
+        base_names = {layer.name for layer in base.layers}
         for layer in model.layers:
-            if layer.name.startswith("block"):  # the VGG part
+            if layer.name in base_names:  # the pretrained part
                 layer.trainable = False
         return model

@@ -1,0 +1,75 @@
+"""The report application: its comparisons rerun on any image folder.
+
+Built on the library core (images, backbones, extraction, models) and never imported by
+it. Three modules:
+
+* :mod:`~cnnfeatures.report.metrics`: the one metrics path (accuracy, balanced accuracy
+  with bootstrap intervals, ROC AUC, recall and specificity per class);
+* :mod:`~cnnfeatures.report.tables`: the report's table layouts and their output as
+  Markdown, CSV and heatmap PNG;
+* :mod:`~cnnfeatures.report.experiments`: the tables as data (runs per dataset and a
+  layout), the budgets, and the one runner, :func:`run_table`, which journals every
+  finished run so that a killed run resumes.
+"""
+
+from .experiments import (
+    BUDGETS,
+    TABLES,
+    Budget,
+    CrossValidatedChoice,
+    Experiment,
+    Journal,
+    Run,
+    Split,
+    Table,
+    TableResult,
+    evaluate_model,
+    folds,
+    load_split,
+    quick_budget,
+    run_table,
+)
+from .metrics import bootstrap_interval, evaluation_record, format_record
+from .tables import (
+    best_table,
+    cv_results_records,
+    dataset_table,
+    frozen_table,
+    params_record,
+    save_heatmap,
+    scale_table,
+    to_markdown,
+    vlad_table,
+    write_table,
+)
+
+__all__ = [
+    "BUDGETS",
+    "TABLES",
+    "Budget",
+    "CrossValidatedChoice",
+    "Experiment",
+    "Journal",
+    "Run",
+    "Split",
+    "Table",
+    "TableResult",
+    "best_table",
+    "bootstrap_interval",
+    "cv_results_records",
+    "dataset_table",
+    "evaluate_model",
+    "evaluation_record",
+    "folds",
+    "format_record",
+    "frozen_table",
+    "load_split",
+    "params_record",
+    "quick_budget",
+    "run_table",
+    "save_heatmap",
+    "scale_table",
+    "to_markdown",
+    "vlad_table",
+    "write_table",
+]

@@ -1,0 +1,876 @@
+"""The report's comparisons as data, and the one runner that measures them.
+
+A table is a :class:`Table`: for each dataset, the list of :class:`Run` s it measures (each
+a set of parameters and a way to build a fresh model) and the layout that turns their
+records into the report's table. :func:`run_table` trains each run on a dataset's
+``train/`` split, scores it on ``test/`` (see :func:`evaluate_model`), and lays the records
+out. With a journal file, every finished run is written down at once and a rerun skips it:
+a long run that was killed picks up where it stopped.
+
+A :class:`Budget` bounds the work: ``BUDGETS["quick"]`` finishes each table on a
+../shared/data set within minutes on 2 CPU cores (stratified subsamples, fewer scales and
+epochs); ``BUDGETS["full"]`` follows the report's settings (whole splits, scales 0–2, up to
+300 epochs).
+
+Which layers? With weights that hold VGG's classifier top (``"imagenet"``, or a file
+saved with ``include_top=True``) the fixed-feature tables read the report's
+``block5_pool``, ``fc1`` and ``fc2``; with a no-top file (such as ../shared/weights)
+``fc1``/``fc2`` would be random, so the backbone's two last blocks (``block4_pool``,
+``block5_pool``) are read instead and the table's note says so. Other backbones read their
+registered ``pooled_layers``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from functools import partial
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.utils.metaestimators import available_if
+
+from .metrics import evaluation_record
+from .tables import best_table, dataset_table, frozen_table, scale_table, vlad_table
+
+__all__ = [
+    "BUDGETS",
+    "Budget",
+    "CrossValidatedChoice",
+    "Experiment",
+    "Journal",
+    "Run",
+    "Split",
+    "TABLES",
+    "Table",
+    "TableResult",
+    "evaluate_model",
+    "folds",
+    "load_split",
+    "quick_budget",
+    "run_table",
+]
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How much of the report's protocol to run.
+
+    Attributes
+    ----------
+    name : str
+    max_train, max_test : int or None
+        Stratified subsample sizes of the train and test splits (None: all images).
+    scales : tuple of int
+        Scales of Tables 1–4 (and of the fixed-feature search of Table 12).
+    vlad_scales : tuple of int
+        Scales of the local descriptors of Tables 5–7.
+    ks : tuple of int
+        VLAD vocabulary sizes (Tables 5–7).
+    pca_components : int
+        PCA dimension before k-means (the report: 128).
+    max_epochs : int
+        Epoch cap of the Keras classifiers whose convolutional base is frozen.
+    base_epochs : int
+        Epoch cap when the convolutional base trains (costly on a CPU).
+    learning_rate : float
+    patience : int
+        Early-stopping patience (epochs).
+    copies : int
+        Augmented copies per training image (Table 11).
+    cv : int
+        Folds of the cross-validation that picks Table 12's method.
+    n_resamples : int
+        Bootstrap resamples of every confidence interval.
+    """
+
+    name: str
+    max_train: int | None
+    max_test: int | None
+    scales: tuple[int, ...]
+    vlad_scales: tuple[int, ...]
+    ks: tuple[int, ...] = (64, 128)
+    pca_components: int | None = 128
+    max_epochs: int = 5
+    base_epochs: int = 1
+    learning_rate: float = 1e-4
+    patience: int = 3
+    copies: int = 2
+    cv: int = 3
+    n_resamples: int = 1000
+
+
+BUDGETS: dict[str, Budget] = {
+    "quick": Budget("quick", max_train=120, max_test=120, scales=(0, 1), vlad_scales=(0, 1)),
+    "full": Budget("full", max_train=None, max_test=None, scales=(0, 1, 2),
+                   vlad_scales=(0, 1, 2), max_epochs=300, base_epochs=300,
+                   learning_rate=1e-6, patience=10, copies=5, cv=5),
+}
+
+
+def quick_budget(**changes) -> Budget:
+    """The quick budget with some fields changed (``quick_budget(max_train=40)``)."""
+    return replace(BUDGETS["quick"], **changes)
+
+
+@dataclass
+class TableResult:
+    """What :func:`run_table` measured.
+
+    Attributes
+    ----------
+    tables : dict of str to pandas.DataFrame
+        Named tables in the report's layout (e.g. ``"table_1-4_mini_scene"``).
+    records : list of dict
+        One per run: its parameters, every metric of
+        :func:`~cnnfeatures.report.evaluation_record`, ``minutes`` (wall) and
+        ``cpu_minutes`` (process CPU time).
+    notes : list of str
+        What the reader must know (subsampling, layers replaced, random fc weights).
+    """
+
+    tables: dict = field(default_factory=dict)
+    records: list = field(default_factory=list)
+    notes: list = field(default_factory=list)
+
+
+@dataclass
+class Split:
+    """One split of a dataset: sources, labels, groups (or None) and class names."""
+
+    X: np.ndarray
+    y: np.ndarray
+    groups: np.ndarray | None
+    names: list
+
+
+# --------------------------------------------------------------------------- data
+
+
+def dataset_name(root: str | os.PathLike[str]) -> str:
+    """A dataset's name: its folder's name."""
+    return os.path.basename(os.path.normpath(os.fspath(root)))
+
+
+def _stratified_subset(y, limit: int | None, random_state: int) -> np.ndarray:
+    idx = np.arange(len(y))
+    if limit is None or limit >= len(y):
+        return idx
+    from sklearn.model_selection import train_test_split
+
+    chosen, _ = train_test_split(idx, train_size=limit, stratify=y,
+                                 random_state=random_state)
+    return np.sort(chosen)
+
+
+def load_split(root: str | os.PathLike[str], split: str | None, *,
+               group_pattern: str | None = None, limit: int | None = None,
+               random_state: int = 0) -> tuple[Split, str | None]:
+    """A split of an image folder, stratified-subsampled to ``limit`` images.
+
+    Returns the split and a note when it was subsampled.
+    """
+    from ..datasets import load_image_folder
+
+    folder = load_image_folder(root, split=split, group_pattern=group_pattern)
+    idx = _stratified_subset(folder.target, limit, random_state)
+    note = None
+    if len(idx) < len(folder.target):
+        note = (f"{dataset_name(root)}: {len(idx)} of {len(folder.target)} {split} images "
+                "(stratified subsample)")
+    groups = None if folder.groups is None else np.asarray(folder.groups)[idx]
+    return Split(np.asarray(folder.filenames)[idx], np.asarray(folder.target)[idx], groups,
+                 list(folder.target_names)), note
+
+
+def folds(train: Split, n_splits: int, random_state: int = 0):
+    """Patient-grouped folds where groups are known, else stratified shuffled folds."""
+    from sklearn.model_selection import GroupKFold, StratifiedKFold
+
+    if train.groups is not None:
+        return GroupKFold(n_splits)
+    return StratifiedKFold(n_splits, shuffle=True, random_state=random_state)
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def _accepts_groups(model) -> bool:
+    return "groups" in inspect.signature(model.fit).parameters
+
+
+def _predict(model, X) -> tuple[np.ndarray, np.ndarray | None]:
+    """Predicted classes and scores from one pass over X.
+
+    The classes follow from the scores as the classifiers' own ``predict`` derives them
+    (sign of a binary decision function, else the arg-max column), so the test images —
+    a VLAD encoding or a Keras forward pass each — are not run twice.
+    """
+    classes = getattr(model, "classes_", None)
+    if classes is not None:
+        for method in ("decision_function", "predict_proba"):
+            if hasattr(model, method):
+                scores = np.asarray(getattr(model, method)(X))
+                if scores.ndim == 1:
+                    return classes[(scores > 0).astype(int)], scores
+                return classes[np.argmax(scores, axis=1)], scores
+    return model.predict(X), None
+
+
+def _headline_recall(record: dict, names: Sequence[str]) -> float:
+    """The report's "recall": of the positive (second) class when binary, else macro."""
+    if len(names) == 2:
+        return record[f"recall {names[1]}"]
+    return record["balanced_accuracy"]
+
+
+def evaluate_model(model, train: Split, test: Split, *, n_resamples: int = 1000,
+                   random_state: int = 0, **params) -> dict:
+    """Fit on train, score on test: one record with every metric and what it cost.
+
+    ``groups`` go to ``fit`` when the model takes them (the Keras classifiers' validation
+    split keeps patients whole). ``params`` are copied into the record first.
+    """
+    wall, cpu = time.perf_counter(), time.process_time()
+    fit_params = {"groups": train.groups} if _accepts_groups(model) else {}
+    model.fit(train.X, train.y, **fit_params)
+    predicted, scores = _predict(model, test.X)
+    record = dict(params)
+    record.update(evaluation_record(test.y, predicted, scores, names=test.names,
+                                    n_resamples=n_resamples, random_state=random_state))
+    record["recall"] = _headline_recall(record, test.names)
+    record["minutes"] = (time.perf_counter() - wall) / 60
+    record["cpu_minutes"] = (time.process_time() - cpu) / 60
+    return record
+
+
+# --------------------------------------------------------------------------- experiment
+
+
+@dataclass
+class Experiment:
+    """The settings shared by every table: backbone, weights, budget, and speed knobs.
+
+    Parameters
+    ----------
+    backbone : str, default="vgg19"
+        The report used VGG-19 (pass ``"vgg16"`` with ../shared/weights offline).
+    weights : "imagenet", path or None, default="imagenet"
+    budget : Budget or {"quick", "full"}, default="quick"
+    precision : {"float32", "bfloat16", "float16"}, default="float32"
+        Precision of the fixed-feature extraction (see :class:`CNNFeatureExtractor`).
+    cache : bool or path, default=True
+        The extractor's activation cache (a directory reuses activations across runs).
+    model_params : dict, optional
+        Extra parameters of the Keras classifiers (``input_side``, ``batch_size``...).
+    group_patterns : mapping of str to str, optional
+        Dataset name (its folder's name) → ``group_pattern`` of
+        :func:`~cnnfeatures.load_image_folder` (a regular expression, a key of
+        ``PATIENT_PATTERNS``, or ``"dicom:<Keyword>"``), so that folds and validation
+        splits keep each patient's images together; ``"*"`` applies to every dataset.
+        Without one, a dataset's images are taken as independent.
+    random_state : int, default=0
+    verbose : int, default=0
+    """
+
+    backbone: str = "vgg19"
+    weights: object = "imagenet"
+    budget: Budget | str = "quick"
+    precision: str = "float32"
+    cache: object = True
+    model_params: dict = field(default_factory=dict)
+    group_patterns: Mapping[str, str] = field(default_factory=dict)
+    random_state: int = 0
+    verbose: int = 0
+
+    def __post_init__(self):
+        if isinstance(self.budget, str):
+            if self.budget not in BUDGETS:
+                raise ValueError(f"budget must be one of {sorted(BUDGETS)} or a Budget, got "
+                                 f"{self.budget!r}")
+            self.budget = BUDGETS[self.budget]
+
+    # -- data
+    def group_pattern(self, data: str) -> str | None:
+        name = dataset_name(data)
+        return self.group_patterns.get(name, self.group_patterns.get("*"))
+
+    def load(self, data: str | os.PathLike[str]) -> tuple[Split, Split, list[str]]:
+        """Train and test splits of ``data`` (subsampled per the budget), and notes."""
+        root = os.fspath(data)
+        for split in ("train", "test"):
+            if not os.path.isdir(os.path.join(root, split)):
+                raise FileNotFoundError(
+                    f"{root!r} has no {split}/ folder: reproduce needs the layout "
+                    f"<data>/train/<class>/<image> and <data>/test/<class>/<image>")
+        pattern = self.group_pattern(root)
+        notes = []
+        splits = []
+        for split, limit in (("train", self.budget.max_train), ("test", self.budget.max_test)):
+            part, note = load_split(root, split, group_pattern=pattern, limit=limit,
+                                    random_state=self.random_state)
+            if note:
+                notes.append(f"{note}, budget {self.budget.name}")
+            splits.append(part)
+        return splits[0], splits[1], notes
+
+    def folds(self, train: Split):
+        return folds(train, self.budget.cv, self.random_state)
+
+    # -- parts
+    def fixed_layers(self) -> tuple[tuple[str, ...], str | None]:
+        """Layers of the fixed-feature tables, and a note when they differ from the report."""
+        from ..backbones import get_backbone, weights_have_top
+
+        spec = get_backbone(self.backbone)
+        if not spec.fc_layers:
+            return tuple(spec.pooled_layers), None
+        # A random network's fc layers are as random as the rest: read them.
+        if self.weights is None or weights_have_top(self.backbone, self.weights):
+            return (spec.last_block_pool, *spec.fc_layers[:2]), None
+        blocks = spec.block_pools[-2:]
+        return blocks, (
+            "fc1/fc2 not read: the weights file has no classifier top, so they would be "
+            f"random; {' and '.join(blocks)} are read instead")
+
+    def feature_layer(self) -> str:
+        """The one fixed-feature layer of Table 11 and of the VLAD/pooled baselines."""
+        from ..backbones import get_backbone
+
+        layers, _ = self.fixed_layers()
+        last = get_backbone(self.backbone).last_block_pool
+        return last if last in layers else layers[-1]
+
+    def extractor(self, **params):
+        from ..extraction import CNNFeatureExtractor
+
+        return CNNFeatureExtractor(backbone=self.backbone, weights=self.weights,
+                                   precision=self.precision, cache=self.cache,
+                                   verbose=self.verbose, **params)
+
+    def pooled_pipeline(self, layer: str, pooling: str, scales=(0,)):
+        """Fixed features + linear SVM (Tables 1–4, 5–7's baseline, 11, 12)."""
+        from sklearn.pipeline import make_pipeline
+
+        return make_pipeline(self.extractor(layer=layer, pooling=pooling, scales=scales),
+                             _linear())
+
+    def keras_params(self, frozen_base: bool) -> dict:
+        b = self.budget
+        params = dict(backbone=self.backbone, weights=self.weights,
+                      learning_rate=b.learning_rate, patience=b.patience,
+                      max_epochs=b.max_epochs if frozen_base else b.base_epochs,
+                      random_state=self.random_state)
+        return {**params, **self.model_params}
+
+    def identity(self) -> dict:
+        """What makes two runs of one table the same measurement (for the journal)."""
+        from ..backbones import weights_fingerprint
+
+        weights = None if self.weights is None else weights_fingerprint(self.weights)
+        return {"backbone": self.backbone, "weights": weights, "budget": asdict(self.budget),
+                "precision": self.precision, "model_params": _plain(self.model_params),
+                "group_patterns": dict(self.group_patterns),
+                "random_state": self.random_state}
+
+    def evaluate(self, model, train: Split, test: Split, **params) -> dict:
+        """Fit on train, score on test; one record with every metric and the cost."""
+        return evaluate_model(model, train, test, n_resamples=self.budget.n_resamples,
+                              random_state=self.random_state, **params)
+
+
+def _plain(value):
+    """JSON-able form of parameters (tuples as lists, paths and objects as text)."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in sorted(value.items())}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return repr(value)
+
+
+def _linear():
+    from sklearn.svm import LinearSVC
+
+    return LinearSVC()
+
+
+# --------------------------------------------------------------------------- model selection
+
+
+class CrossValidatedChoice(ClassifierMixin, BaseEstimator):
+    """Pick, by cross-validation on the training data only, one of several candidates.
+
+    Each candidate is ``(name, estimator, grid)``: with a parameter grid, a
+    ``GridSearchCV`` chooses its parameters first (``name`` may then hold ``{param}``
+    fields, filled with the chosen values); the best candidate by mean CV score is refit
+    on all the training data. Table 12 of the report is this choice, made per dataset.
+
+    Parameters
+    ----------
+    candidates : list of (str, estimator, dict or None)
+    cv : int or cross-validation generator
+    name_format : callable, optional
+        ``name_format(name, best_params) -> str`` for the chosen method's name.
+
+    Attributes
+    ----------
+    method_ : str
+    cv_score_ : float
+    cv_scores_ : dict of str to float
+        Every candidate's CV score.
+    best_estimator_ : estimator
+    classes_ : ndarray
+    """
+
+    def __init__(self, candidates, cv=3, name_format=None):
+        self.candidates = candidates
+        self.cv = cv
+        self.name_format = name_format
+
+    def fit(self, X, y, groups=None):
+        from sklearn.model_selection import GridSearchCV, cross_val_score
+
+        scored = []
+        for name, estimator, grid in self.candidates:
+            if grid:
+                search = GridSearchCV(estimator, grid, cv=self.cv, refit=False)
+                search.fit(X, y, groups=groups)
+                params, score = search.best_params_, float(search.best_score_)
+                if self.name_format is not None:
+                    name = self.name_format(name, params)
+            else:
+                params = {}
+                score = float(np.mean(cross_val_score(estimator, X, y, groups=groups,
+                                                      cv=self.cv)))
+            scored.append((score, name, estimator, params))
+        self.cv_scores_ = {name: score for score, name, _, _ in scored}
+        score, name, estimator, params = max(scored, key=lambda item: item[0])
+        best = clone(estimator).set_params(**params)
+        fit_params = {"groups": groups} if _accepts_groups(best) else {}
+        self.best_estimator_ = best.fit(X, y, **fit_params)
+        self.method_, self.cv_score_ = name, score
+        self.classes_ = self.best_estimator_.classes_
+        return self
+
+    def predict(self, X):
+        return self.best_estimator_.predict(X)
+
+    @available_if(lambda self: hasattr(self.best_estimator_, "decision_function"))
+    def decision_function(self, X):
+        return self.best_estimator_.decision_function(X)
+
+    @available_if(lambda self: hasattr(self.best_estimator_, "predict_proba"))
+    def predict_proba(self, X):
+        return self.best_estimator_.predict_proba(X)
+
+
+# --------------------------------------------------------------------------- tables as data
+
+
+@dataclass(frozen=True)
+class Run:
+    """One measured configuration of a table.
+
+    Attributes
+    ----------
+    params : dict
+        What identifies the run in its table (dataset, layer, pooling, k, method...).
+    build : callable
+        Returns a fresh, unfitted model.
+    inputs : callable, optional
+        ``inputs(train, test) -> (train, test)``: a transformation computed once and
+        shared by every run with the same ``inputs_key`` (VLAD's local descriptors, shared
+        by every k); its cost is added to each of those runs' records.
+    inputs_key : str, optional
+    describe : callable, optional
+        ``describe(fitted model) -> dict``: extra columns read from the fitted model
+        (epochs, trainable parameters, the method Table 12 chose).
+    """
+
+    params: dict
+    build: Callable[[], object]
+    inputs: Callable[[Split, Split], tuple[Split, Split]] | None = None
+    inputs_key: str | None = None
+    describe: Callable[[object], dict] | None = None
+
+
+@dataclass(frozen=True)
+class Table:
+    """A table of the report: its runs per dataset and the layout of their records.
+
+    Attributes
+    ----------
+    key : str
+        The name ``cnnfeatures reproduce`` takes ("1-4", "5-7", ...).
+    runs : callable
+        ``runs(experiment, dataset name, train split) -> list of Run``.
+    layout : callable
+        ``layout(records, dataset names) -> dict of name to DataFrame``.
+    notes : callable, optional
+        ``notes(experiment) -> list of str``; may raise when the table cannot be run with
+        the experiment's backbone.
+    """
+
+    key: str
+    runs: Callable[[Experiment, str, Split], list[Run]]
+    layout: Callable[[list[dict], list[str]], dict]
+    notes: Callable[[Experiment], list[str]] | None = None
+
+
+def _of(records, name):
+    return [r for r in records if r["dataset"] == name]
+
+
+def _fixed_notes(exp: Experiment) -> list[str]:
+    return [note for note in [exp.fixed_layers()[1]] if note]
+
+
+# Tables 1-4 ------------------------------------------------------------------
+
+def _scale_runs(exp: Experiment, name: str, train: Split) -> list[Run]:
+    layers, _ = exp.fixed_layers()
+    return [Run(dict(dataset=name, scale=scale, pooling=pooling, layer=layer),
+                partial(exp.pooled_pipeline, layer, pooling, (scale,)))
+            for scale in exp.budget.scales for pooling in ("mean", "max") for layer in layers]
+
+
+def _scale_layout(records, names):
+    return {f"table_1-4_{name}": scale_table(_of(records, name), value="accuracy")
+            for name in names}
+
+
+# Tables 5-7 ------------------------------------------------------------------
+
+def _local_descriptors(exp: Experiment, layer: str, train: Split, test: Split):
+    ext = exp.extractor(layer=layer, pooling=None, scales=exp.budget.vlad_scales)
+    return (Split(ext.fit_transform(train.X), train.y, train.groups, train.names),
+            Split(ext.transform(test.X), test.y, None, test.names))
+
+
+def _vlad_pipeline(exp: Experiment, k: int):
+    from sklearn.pipeline import make_pipeline
+
+    from ..vlad import VLADEncoder
+
+    return make_pipeline(VLADEncoder(k=k, pca_components=exp.budget.pca_components,
+                                     random_state=exp.random_state), _linear())
+
+
+def _vlad_runs(exp: Experiment, name: str, train: Split) -> list[Run]:
+    b = exp.budget
+    runs = []
+    for layer in exp.fixed_layers()[0]:
+        # Local descriptors once per layer; every k reuses them (no new forward pass).
+        shared = dict(inputs=partial(_local_descriptors, exp, layer),
+                      inputs_key=f"local descriptors {layer} {b.vlad_scales}")
+        runs += [Run(dict(dataset=name, layer=layer, k=k, scales=str(b.vlad_scales)),
+                     partial(_vlad_pipeline, exp, k), **shared) for k in b.ks]
+        # The report's "previous best" baseline: plain mean-pooled features at scale 0.
+        runs.append(Run(dict(dataset=name, layer=layer, k="pooled", scales="(0,)"),
+                        partial(exp.pooled_pipeline, layer, "mean")))
+    return runs
+
+
+def _vlad_layout(records, names):
+    return {f"table_5-7_{name}": vlad_table(_of(records, name)) for name in names}
+
+
+# Tables 8-9 ------------------------------------------------------------------
+
+def _frozen_rows(exp: Experiment) -> tuple[tuple[str, ...], ...]:
+    """Table 8's frozen sets, in the report's order, named by the backbone's spec."""
+    from ..backbones import get_backbone
+
+    spec = get_backbone(exp.backbone)
+    fc1, fc2 = spec.fc_layers[:2]
+    return ((), ("blocks",), ("blocks", fc1), ("blocks", fc2), (fc1,), (fc2,))
+
+
+def _keras_description(clf) -> dict:
+    return {"epochs": f"{clf.best_epoch_}/{clf.n_epochs_}",
+            "trainable parameters": clf.count_params(trainable_only=True)}
+
+
+def _finetune_runs(exp: Experiment, name: str, train: Split) -> list[Run]:
+    from ..models import FineTunedCNNClassifier
+
+    return [Run(dict(dataset=name, frozen=", ".join(frozen) or "-"),
+                partial(FineTunedCNNClassifier, head="original", frozen=frozen,
+                        **exp.keras_params("blocks" in frozen)),
+                describe=_keras_description)
+            for frozen in _frozen_rows(exp)]
+
+
+def _finetune_notes(exp: Experiment) -> list[str]:
+    from ..backbones import get_backbone
+
+    if len(get_backbone(exp.backbone).fc_layers) < 2:
+        raise ValueError(f"Tables 8-9 freeze VGG's fc1/fc2: backbone {exp.backbone!r} has "
+                         "no fc layers; use vgg16 or vgg19")
+    if exp.fixed_layers()[1]:
+        return ["fc1/fc2 start random: the weights file has no classifier top (the report "
+                "froze ImageNet-trained fc layers)"]
+    return []
+
+
+def _finetune_layout(records, names):
+    tables = {f"table_8_{name}": frozen_table(_of(records, name)) for name in names}
+    # Table 9 is the report's chosen row: blocks and fc1 frozen (fc2 and the softmax train).
+    chosen = [dict(r, method="fine-tuned VGG (fc2 trainable)") for r in records
+              if r["frozen"] == "blocks, fc1"]
+    tables["table_9"] = dataset_table(chosen)
+    return tables
+
+
+# Table 10 ---------------------------------------------------------------------
+
+def _hybrid_runs(exp: Experiment, name: str, train: Split) -> list[Run]:
+    from ..models import FineTunedCNNClassifier, HybridSepConvClassifier
+
+    return [
+        Run(dict(dataset=name, method="hybrid SepConv CNN"),
+            partial(HybridSepConvClassifier, **exp.keras_params(True)),
+            describe=_keras_description),
+        Run(dict(dataset=name, method="fine-tuned VGG (frozen base)"),
+            partial(FineTunedCNNClassifier, frozen=("blocks",), **exp.keras_params(True)),
+            describe=_keras_description),
+    ]
+
+
+def _dataset_layout(key):
+    return lambda records, names: {key: dataset_table(records)}
+
+
+# Table 11 ---------------------------------------------------------------------
+
+def _augmentation_runs(exp: Experiment, name: str, train: Split) -> list[Run]:
+    """Fixed features without and with augmentation, and with CLAHE (``block5_pool`` mean
+    at scale 0, linear SVM). Augmented copies are drawn inside an imbalanced-learn
+    pipeline, so only training images are augmented."""
+    from imblearn.pipeline import make_pipeline as make_imb_pipeline
+    from sklearn.pipeline import make_pipeline, make_union
+
+    from ..augmentation import ImageAugmenter
+    from ..preprocessing import CLAHETransformer
+
+    b = exp.budget
+    layer = exp.feature_layer()
+
+    def features():
+        return exp.extractor(layer=layer, pooling="mean")
+
+    def augmented():
+        augmenter = ImageAugmenter(n_copies=b.copies, rotation=20, zoom=0.1, shift=0.05,
+                                   brightness=0.1, contrast=0.1,
+                                   random_state=exp.random_state)
+        return make_imb_pipeline(augmenter, features(), _linear())
+
+    builds = {
+        "without augmentation": lambda: make_pipeline(features(), _linear()),
+        f"with augmentation (x{b.copies + 1})": augmented,
+        "CLAHE": lambda: make_pipeline(CLAHETransformer(), features(), _linear()),
+        "raw + CLAHE": lambda: make_pipeline(
+            make_union(features(), make_pipeline(CLAHETransformer(), features())), _linear()),
+    }
+    return [Run(dict(dataset=name, method=method, layer=layer), build)
+            for method, build in builds.items()]
+
+
+# Table 12 ---------------------------------------------------------------------
+
+def _fixed_feature_name(name: str, params: dict) -> str:
+    p = {k.split("__")[1]: v for k, v in params.items()}
+    weighting = ", balanced" if p["class_weight"] else ""
+    return (f"{p['layer']} {p['pooling']} pooling, N={p['scales'][0]} + linear "
+            f"SVM{weighting}")
+
+
+def _best_choice(exp: Experiment, train: Split) -> CrossValidatedChoice:
+    """Candidates: the fixed-feature pipeline a grid over layer × pooling × scale ×
+    class weighting picks; with ``budget="full"``, also VLAD (k=64 on the last block), the
+    fine-tuned VGG (frozen base) and the hybrid network."""
+    from sklearn.pipeline import make_pipeline
+
+    from ..models import FineTunedCNNClassifier, HybridSepConvClassifier
+    from ..vlad import VLADEncoder
+
+    layers, _ = exp.fixed_layers()
+    grid = {"cnnfeatureextractor__layer": list(layers),
+            "cnnfeatureextractor__pooling": ["mean", "max"],
+            "cnnfeatureextractor__scales": [(n,) for n in exp.budget.scales],
+            # Free once features are cached, and it matters on imbalanced sets.
+            "linearsvc__class_weight": [None, "balanced"]}
+    candidates = [("fixed features", exp.pooled_pipeline(layers[-1], "mean"), grid)]
+    if exp.budget.name == "full":
+        layer = exp.feature_layer()
+        vlad = make_pipeline(
+            exp.extractor(layer=layer, pooling=None, scales=exp.budget.vlad_scales),
+            VLADEncoder(k=64, random_state=exp.random_state), _linear())
+        candidates += [
+            (f"VLAD k=64 {layer} + linear SVM", vlad, None),
+            ("fine-tuned VGG (frozen base)",
+             FineTunedCNNClassifier(frozen=("blocks",), **exp.keras_params(True)), None),
+            ("hybrid SepConv CNN", HybridSepConvClassifier(**exp.keras_params(True)), None),
+        ]
+    return CrossValidatedChoice(candidates, cv=exp.folds(train),
+                                name_format=_fixed_feature_name)
+
+
+def _best_runs(exp: Experiment, name: str, train: Split) -> list[Run]:
+    return [Run(dict(dataset=name), partial(_best_choice, exp, train),
+                describe=lambda m: {"method": m.method_, "cv_score": m.cv_score_})]
+
+
+#: Every table of the report, by the name ``cnnfeatures reproduce`` takes.
+TABLES: dict[str, Table] = {t.key: t for t in (
+    Table("1-4", _scale_runs, _scale_layout, _fixed_notes),
+    Table("5-7", _vlad_runs, _vlad_layout, _fixed_notes),
+    Table("8-9", _finetune_runs, _finetune_layout, _finetune_notes),
+    Table("10", _hybrid_runs, _dataset_layout("table_10")),
+    Table("11", _augmentation_runs, _dataset_layout("table_11")),
+    Table("12", _best_runs, lambda records, names: {"table_12": best_table(records)}),
+)}
+
+
+# --------------------------------------------------------------------------- the runner
+
+
+class Journal:
+    """The records of finished runs in a JSON-lines file, so that a rerun skips them.
+
+    Each run is written (and flushed to disk) as soon as it is measured, under an identity
+    that covers the table, the dataset, the run's parameters and the experiment's settings:
+    change any of them and the run is measured anew.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]):
+        self.path = os.fspath(path)
+        self._records: dict[str, dict] = {}
+        if os.path.exists(self.path):
+            with open(self.path, encoding="utf-8") as f:
+                for line in f:
+                    line = line.strip()
+                    if not line:
+                        continue
+                    try:
+                        entry = json.loads(line)
+                    except json.JSONDecodeError:
+                        continue  # a line cut short by a kill: that run is measured again
+                    self._records[entry["id"]] = entry["record"]
+
+    @staticmethod
+    def run_id(table: str, data: str, run: Run, exp: Experiment) -> str:
+        text = json.dumps({"table": table, "data": os.path.abspath(data),
+                           "params": _plain(run.params), "experiment": exp.identity()},
+                          sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+    def get(self, run_id: str) -> dict | None:
+        return self._records.get(run_id)
+
+    def add(self, run_id: str, record: dict) -> None:
+        self._records[run_id] = record
+        directory = os.path.dirname(self.path)
+        if directory:
+            os.makedirs(directory, exist_ok=True)
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps({"id": run_id, "record": _plain(record)}) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+
+def _measure(exp: Experiment, run: Run, train: Split, test: Split, shared: dict) -> dict:
+    cost = {"minutes": 0.0, "cpu_minutes": 0.0}
+    if run.inputs is not None:
+        if run.inputs_key not in shared:
+            wall, cpu = time.perf_counter(), time.process_time()
+            inputs = run.inputs(train, test)
+            shared[run.inputs_key] = (inputs, {"minutes": (time.perf_counter() - wall) / 60,
+                                               "cpu_minutes": (time.process_time() - cpu) / 60})
+        (train, test), cost = shared[run.inputs_key]
+    model = run.build()
+    record = exp.evaluate(model, train, test, **run.params)
+    for key, value in cost.items():  # each run's cost includes its shared inputs
+        record[key] += value
+    if run.describe is not None:
+        record.update(run.describe(model))
+    return record
+
+
+def run_table(table: str, datasets: Sequence[str | os.PathLike[str]],
+              experiment: Experiment | None = None, *,
+              journal: str | os.PathLike[str] | Journal | None = None,
+              progress: Callable[[str], None] | None = None, **settings) -> TableResult:
+    """Run one of the report's comparisons on one or more dataset folders.
+
+    Parameters
+    ----------
+    table : {"1-4", "5-7", "8-9", "10", "11", "12"}
+    datasets : sequence of paths
+        Folders laid out as ``<data>/train/<class>/<image>`` and ``<data>/test/...``.
+    experiment : Experiment, optional
+        Shared settings; otherwise built from ``settings`` (``backbone``, ``weights``,
+        ``budget``, ...).
+    journal : path or Journal, optional
+        A JSON-lines file of finished runs: each run is written there when measured, and
+        runs already there (same table, data, parameters and settings) are not run again.
+    progress : callable, optional
+        Called with a line of text as each run starts and ends.
+
+    Returns
+    -------
+    TableResult
+
+    Examples
+    --------
+    >>> result = run_table("1-4", ["../shared/data/mini_scene"], backbone="vgg16",
+    ...                    weights="../shared/weights/vgg16_notop_imagenet.weights.h5",
+    ...                    budget="quick")  # doctest: +SKIP
+    >>> result.tables["table_1-4_mini_scene"]  # doctest: +SKIP
+    """
+    if table not in TABLES:
+        raise ValueError(f"table must be one of {list(TABLES)}, got {table!r}")
+    if not datasets:
+        raise ValueError("datasets: give at least one dataset folder")
+    if experiment is None:
+        experiment = Experiment(**settings)
+    elif settings:
+        raise TypeError(f"give either experiment or settings, not both (got {sorted(settings)})")
+    if journal is not None and not isinstance(journal, Journal):
+        journal = Journal(journal)
+    spec = TABLES[table]
+    result = TableResult()
+    if spec.notes is not None:
+        result.notes += spec.notes(experiment)
+    names = []
+    for data in map(os.fspath, datasets):
+        name = dataset_name(data)
+        names.append(name)
+        train, test, notes = experiment.load(data)
+        result.notes += notes
+        shared: dict = {}
+        for run in spec.runs(experiment, name, train):
+            journaled = journal is not None
+            run_id = Journal.run_id(table, data, run, experiment) if journaled else None
+            record = journal.get(run_id) if journaled else None
+            if record is None:
+                if progress:
+                    progress(f"table {table} {_plain(run.params)}: running")
+                record = _measure(experiment, run, train, test, shared)
+                if journaled:
+                    journal.add(run_id, record)
+            elif progress:
+                progress(f"table {table} {_plain(run.params)}: done before (journal)")
+            result.records.append(record)
+    result.tables = spec.layout(result.records, names)
+    return result

@@ -1,0 +1,70 @@
+"""The layered house of docs/architecture.md: no module imports one on a higher floor.
+
+Imports inside functions count too (the lazy ones): a cycle hidden there is still a cycle.
+"""
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "cnnfeatures"
+
+#: Floor of each top-level module or subpackage of cnnfeatures (docs/architecture.md).
+FLOORS = {
+    "backend": 0, "messages": 0,
+    "images": 1,
+    "targets": 2, "datasets": 2,
+    "backbones": 3,
+    "cache": 4,
+    "instrumentation": 5,
+    "descriptors": 6, "extraction": 6, "vlad": 6,
+    "preprocessing": 7, "augmentation": 7,
+    "models": 8,
+    "explain": 9, "estimator_checks": 9,
+    "report": 10,
+    "cli": 11,
+}
+
+
+def _part(path: Path) -> str:
+    relative = path.relative_to(PACKAGE)
+    return relative.parts[0].removesuffix(".py")
+
+
+def _imported_parts(path: Path) -> set[str]:
+    """cnnfeatures parts a file imports (relative or absolute), other than its own."""
+    own = _part(path)
+    depth = len(path.relative_to(PACKAGE).parts) - 1  # 0: a top-level module
+    parts = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:  # relative: climb to the package root first
+                if node.level - 1 < depth:
+                    continue  # inside its own subpackage
+                module = node.module or ""
+                names = [module.split(".")[0]] if module else [a.name for a in node.names]
+            elif (node.module or "").startswith("cnnfeatures."):
+                names = [node.module.split(".")[1]]
+            else:
+                continue
+        elif isinstance(node, ast.Import):
+            names = [a.name.split(".")[1] for a in node.names
+                     if a.name.startswith("cnnfeatures.")]
+        else:
+            continue
+        parts.update(n for n in names if n and n != own)
+    return parts
+
+
+def test_no_module_imports_a_higher_floor():
+    files = [p for p in PACKAGE.rglob("*.py") if p.name != "__init__.py" or p.parent != PACKAGE]
+    unknown = {_part(p) for p in files} - set(FLOORS)
+    assert not unknown, f"modules without a floor in docs/architecture.md: {unknown}"
+    upward = []
+    for path in files:
+        floor = FLOORS[_part(path)]
+        for part in _imported_parts(path):
+            assert part in FLOORS, (path, part)
+            if FLOORS[part] > floor:
+                upward.append(f"{path.relative_to(PACKAGE)} imports {part} "
+                              f"(floor {FLOORS[part]} > {floor})")
+    assert not upward, "\n".join(upward)
