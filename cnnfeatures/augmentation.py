@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import sys
 from dataclasses import dataclass, field, fields
 from numbers import Integral, Real
 
@@ -192,8 +193,8 @@ class ImageAugmenter(BaseSampler):
     cache does not keep them.
 
     It goes in an imbalanced-learn pipeline (``imblearn.pipeline.make_pipeline``), whose
-    samplers act at fit time only; scikit-learn's ``Pipeline`` cannot add samples (it
-    refuses a step without ``transform``).
+    samplers act at fit time only; in scikit-learn's ``Pipeline``, which cannot add
+    samples, fitting is an error that says so.
 
     Parameters
     ----------
@@ -303,6 +304,29 @@ contrast, gamma, elastic_alpha, elastic_sigma
         ]
         self.sample_indices_ = np.concatenate([np.arange(len(X)), copies]).astype(int)
         return list(X) + augmented, y[self.sample_indices_]
+
+    @property
+    def transform(self):
+        """Not a transformer: used in scikit-learn's ``Pipeline``, a clear error at fit.
+
+        scikit-learn's ``Pipeline`` accepts a step that has ``transform`` and then calls
+        it on every step but the last, where an augmenter cannot act (samples are added
+        at fit time only); imbalanced-learn's pipeline refuses a step that has both
+        ``transform`` and ``fit_resample``. So the attribute exists for everyone but
+        imbalanced-learn, and calling it raises an error that says which pipeline to use.
+        """
+        caller = sys._getframe(1).f_globals.get("__name__", "")
+        if caller.split(".")[0] == "imblearn":
+            raise AttributeError("ImageAugmenter is a sampler: it has no transform")
+        return self._refuse_transform
+
+    @staticmethod
+    def _refuse_transform(X=None):
+        raise TypeError(
+            "ImageAugmenter adds augmented images at fit time, which scikit-learn's "
+            "Pipeline cannot do: build the pipeline with imblearn.pipeline.make_pipeline "
+            "(same signature) instead of sklearn.pipeline.make_pipeline"
+        )
 
     def _balancing(self, y, rng) -> np.ndarray:
         """Indices of the images to copy so that each class gets ``sampling_strategy_``'s

@@ -12,10 +12,13 @@ layers' output.
 
 ``weights`` is one of
 
-* ``"imagenet"``: Keras' own download and cache (``~/.keras/models``). With no network, the
-  error says how to pass a local file instead;
+* ``"imagenet"``: a local ImageNet weights file when one is found (see
+  :func:`find_imagenet_weights`: ``$CNNFEATURES_WEIGHTS_DIR``, or the ``shared/weights``
+  folder beside a source checkout), else Keras' own download and cache
+  (``~/.keras/models``). With no network, the error says how to pass a local file instead;
 * a path to a Keras weights file for the same architecture, with or without its top
-  (``include_top=False``: then ``fc1``/``fc2`` start random and a warning says so);
+  (``include_top=False``: then ``fc1``/``fc2`` start random and a warning says so); a file
+  of another architecture is refused before loading, naming the one it fits;
 * ``None``: random initialisation (for tests), drawn from a seed so that every process
   builds the same network (see ``seed`` of :func:`get_feature_network`).
 
@@ -35,13 +38,17 @@ import random
 import threading
 import uuid
 import warnings
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
+
+from .backend import load_keras, load_tensorflow
+from .messages import announce, warn_once
 
 __all__ = [
     "BACKBONES",
@@ -50,7 +57,9 @@ __all__ = [
     "WeightsUnavailableError",
     "get_backbone",
     "register_backbone",
+    "check_weights_file",
     "clear_networks",
+    "find_imagenet_weights",
     "get_feature_network",
     "load_pretrained_weights",
     "PRECISIONS",
@@ -139,7 +148,7 @@ class BackboneSpec:
     def keras_constructor(self) -> Callable:
         if callable(self.constructor):
             return self.constructor
-        import keras
+        keras = load_keras()
 
         return getattr(keras.applications, self.constructor)
 
@@ -147,7 +156,7 @@ class BackboneSpec:
     def preprocess_input(self) -> Callable[[np.ndarray], np.ndarray]:
         if self.preprocess is not None:
             return self.preprocess
-        import keras
+        keras = load_keras()
 
         return getattr(keras.applications, self.module).preprocess_input
 
@@ -228,12 +237,51 @@ class _WeightsRef:
     key: tuple = ()  # memo key: the file's content digest, or the random seed
 
 
-def _resolve_weights(weights: str | os.PathLike[str] | None,
-                     seed: int | None = None) -> _WeightsRef:
+def imagenet_weights_dirs() -> list[Path]:
+    """Folders searched for ImageNet weights files before Keras' download.
+
+    ``$CNNFEATURES_WEIGHTS_DIR`` (several folders separated by ``os.pathsep``), then the
+    ``shared/weights`` folder beside a source checkout of cnnfeatures (where this project
+    keeps its offline weights). Keras' own cache (``~/.keras/models``) is searched by Keras.
+    """
+    dirs = [Path(d) for d in os.environ.get("CNNFEATURES_WEIGHTS_DIR", "").split(os.pathsep)
+            if d]
+    dirs.append(Path(__file__).resolve().parents[2] / "shared" / "weights")
+    return dirs
+
+
+def find_imagenet_weights(backbone: str, need_top: bool = False) -> str | None:
+    """A local ImageNet weights file of ``backbone``: ``<name>_imagenet.weights.h5`` (with
+    the classifier top) or, unless ``need_top``, ``<name>_notop_imagenet.weights.h5``, in
+    :func:`imagenet_weights_dirs`; None when there is none.
+
+    Examples
+    --------
+    >>> find_imagenet_weights("no_such_backbone") is None
+    True
+    """
+    names = [f"{backbone}_imagenet.weights.h5"]
+    if not need_top:
+        names.append(f"{backbone}_notop_imagenet.weights.h5")
+    for directory in imagenet_weights_dirs():
+        for name in names:
+            path = directory / name
+            if path.is_file():
+                return str(path)
+    return None
+
+
+def _resolve_weights(weights: str | os.PathLike[str] | None, seed: int | None = None, *,
+                     backbone: str | None = None, need_top: bool = False) -> _WeightsRef:
     if weights is None:
         return _WeightsRef("random", key=("random", seed))
     if weights == "imagenet":
-        return _WeightsRef("imagenet", key=("imagenet",))
+        # The same ImageNet weights, from a local file when one is at hand: offline runs
+        # need no download.
+        local = find_imagenet_weights(backbone, need_top) if backbone else None
+        if local is None:
+            return _WeightsRef("imagenet", key=("imagenet",))
+        weights = local
     if not isinstance(weights, (str, os.PathLike)):
         raise TypeError(
             f"weights must be 'imagenet', a path to a Keras weights file or None, "
@@ -303,7 +351,72 @@ def _build_donor(spec: BackboneSpec, ref: _WeightsRef, include_top: bool):
             return spec.keras_constructor(weights="imagenet", **kwargs)
         except Exception as exc:  # Keras raises a bare Exception on URL fetch failures
             raise WeightsUnavailableError(_imagenet_help(spec, include_top)) from exc
+    check_weights_file(spec.name, ref.path)
     return spec.keras_constructor(weights=ref.path, **kwargs)
+
+
+def _file_shapes(path: str) -> Counter:
+    """The shapes of the arrays a Keras weights file holds (HDF5), or an empty Counter."""
+    import h5py
+
+    shapes: Counter = Counter()
+    try:
+        with h5py.File(path, "r") as f:
+            f.visititems(lambda name, obj: shapes.update([tuple(obj.shape)])
+                         if isinstance(obj, h5py.Dataset) else None)
+    except OSError:
+        pass  # not HDF5 (a .keras archive): Keras checks it
+    return shapes
+
+
+@lru_cache(maxsize=16)
+def _base_shapes(backbone: str) -> Counter:
+    """The shapes of a stock convolutional base's weights (built random, then dropped)."""
+    spec = get_backbone(backbone)
+    with _seeded(0):
+        model = spec.keras_constructor(include_top=False, weights=None,
+                                       input_shape=(None, None, 3))
+    shapes = Counter(tuple(w.shape) for w in model.weights)
+    del model
+    return shapes
+
+
+def check_weights_file(backbone: str, path: str | os.PathLike[str]) -> None:
+    """Refuse a weights file that does not hold ``backbone``'s convolutional base.
+
+    Keras loads what matches and warns about the rest, leaving a half-random network; this
+    check reads the file's array shapes first. When another registered backbone fits the
+    file, the error names it.
+
+    Raises
+    ------
+    ValueError
+        Naming the file, the backbone asked for, and the one the file fits, if any.
+    """
+    path = os.fspath(path)
+    st = os.stat(path)
+    _check_weights_file(backbone, path, (st.st_size, st.st_mtime_ns, st.st_ino,
+                                         st.st_ctime_ns))
+
+
+@lru_cache(maxsize=32)
+def _check_weights_file(backbone: str, path: str, identity: tuple) -> None:
+    found = _file_shapes(path)
+    if not found:
+        return
+    needed = _base_shapes(backbone)
+    if not needed - found:  # every array of the base is there (a top may come on top)
+        return
+    fits = [name for name, spec in sorted(BACKBONES.items())
+            if name != backbone and isinstance(spec.constructor, str)
+            and not _base_shapes(name) - found]
+    hint = (f"it holds the weights of {fits[0]}: pass backbone {fits[0]!r}" if fits
+            else "it fits none of the registered backbones")
+    raise ValueError(
+        f"weights file {path} does not hold the weights of {backbone} (its "
+        f"{sum(found.values())} arrays lack some of the {sum(needed.values())} {backbone} "
+        f"needs); {hint}"
+    )
 
 
 # --------------------------------------------------------------------------- networks
@@ -345,7 +458,7 @@ class FeatureNetwork:
         """Shape ``(h, w, c)`` of a layer's map for one square input of ``side`` pixels."""
         with self._lock:
             if (layer, side) not in self._shapes:
-                import keras
+                keras = load_keras()
 
                 sub = keras.Model(self.model.inputs, self.model.get_layer(layer).output)
                 shape = sub.compute_output_shape((1, side, side, 3))
@@ -384,7 +497,7 @@ class FeatureNetwork:
 
 def _make_reader(model, outputs: tuple[tuple[str, str], ...]
                  ) -> Callable[[np.ndarray], list[np.ndarray]]:
-    import keras
+    keras = load_keras()
 
     tensors = []
     for layer, kind in outputs:
@@ -409,7 +522,7 @@ def _make_reader(model, outputs: tuple[tuple[str, str], ...]
 
         return read_any
 
-    import tensorflow as tf
+    tf = load_tensorflow()
 
     # One trace serves every batch size and side: no retracing per scale.
     fn = tf.function(
@@ -431,8 +544,8 @@ def _vgg_fully_convolutional(spec: BackboneSpec, with_fc: bool = True):
     Without ``with_fc``, only the convolutional base is built: the fc layers hold 120
     million parameters that a no-top weights file cannot fill anyway.
     """
-    import keras
-    from keras import layers
+    keras = load_keras()
+    layers = keras.layers
 
     base = spec.keras_constructor(include_top=False, weights=None, input_shape=(None, None, 3))
     if not with_fc:
@@ -521,8 +634,9 @@ def load_pretrained_weights(model, backbone: str, weights: str | os.PathLike[str
     if weights is None:
         return False
     spec = get_backbone(backbone)
-    values, _ = _pretrained(spec, _resolve_weights(weights), want_top=fc and bool(
-        spec.fc_layers))
+    want_top = fc and bool(spec.fc_layers)
+    ref = _resolve_weights(weights, backbone=spec.name, need_top=want_top)
+    values, _ = _pretrained(spec, ref, want_top=want_top)
     return _copy_weights(model, values, spec, fc=fc)
 
 
@@ -548,6 +662,7 @@ def get_feature_network(
     need_fc: bool = False,
     precision: str = "float32",
     seed: int | None = None,
+    verbose: int = 0,
 ) -> FeatureNetwork:
     """Build (once per process) the free-size network of a backbone with given weights.
 
@@ -567,6 +682,8 @@ def get_feature_network(
     seed : int, optional
         With ``weights=None``: the seed the random weights are drawn from, so that every
         process builds the same network. Without it, one random network per process.
+    verbose : int, default=0
+        Say on standard error when a network is built (seconds, for large ones).
 
     Returns
     -------
@@ -581,7 +698,7 @@ def get_feature_network(
     (n, 7, 7, 512)
     """
     spec = get_backbone(backbone)
-    ref = _resolve_weights(weights, seed)
+    ref = _resolve_weights(weights, seed, backbone=spec.name, need_top=need_fc)
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
     if not spec.fc_layers:
@@ -599,6 +716,11 @@ def get_feature_network(
             if key in _NETWORKS:
                 _NETWORKS.move_to_end(key)
                 return _NETWORKS[key]
+        if ref.kind == "file":
+            check_weights_file(spec.name, ref.path)  # before saying anything is built
+        what = {"random": "random weights", "imagenet": "ImageNet weights"}.get(
+            ref.kind, f"weights {ref.path}")
+        announce(f"building {spec.name} ({what}, {precision})", verbose)
         with _dtype_policy(PRECISIONS[precision]), _seeded(seed if ref.kind == "random"
                                                            else None):
             net = _build_network(spec, ref, with_fc, precision)
@@ -629,7 +751,7 @@ def _seeded(seed: int | None) -> Iterator[None]:
 @contextmanager
 def _dtype_policy(name: str) -> Iterator[None]:
     """Build layers under a Keras dtype policy (Keras keeps it per thread)."""
-    import keras
+    keras = load_keras()
 
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy(name)
@@ -674,7 +796,7 @@ def weights_have_top(backbone: str, weights: str | os.PathLike[str] | None) -> b
     spec = get_backbone(backbone)
     if not spec.fc_layers:
         return False
-    ref = _resolve_weights(weights)
+    ref = _resolve_weights(weights, backbone=spec.name, need_top=True)
     if ref.kind == "random":
         return False
     return ref.kind == "imagenet" or _file_has_top(ref.path, ref.key) is not False
@@ -712,10 +834,11 @@ def _build_network(spec: BackboneSpec, ref: _WeightsRef, with_fc: bool,
 
 
 def warn_random_fc(net: FeatureNetwork, layers: Sequence[str]) -> None:
-    """Warn when fc layers are read from a network whose weights file had no top."""
+    """Warn (once per process) when fc layers are read from a network whose weights file
+    had no top."""
     asked = [name for name in layers if name in net.spec.fc_layers]
     if asked and not net.fc_pretrained:
-        warnings.warn(
+        warn_once(
             f"layers {asked} of {net.spec.name} are random: the weights file has no "
             "classifier top (include_top=False), so fc1/fc2 were not loaded",
             RandomTopWarning,

@@ -32,13 +32,14 @@ import stat
 import sys
 import tempfile
 import threading
-import warnings
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from .messages import warn_once
 
 __all__ = [
     "ActivationCache",
@@ -338,14 +339,14 @@ class ActivationCache:
             self._write(self._path(key), value)
         except NotACacheError as exc:
             self._disk_writable = False
-            _warn_once(str(self.directory), f"{exc}; the disk cache is off, activations "
-                                            "stay in memory")
+            warn_once(f"{exc}; the disk cache is off, activations stay in memory",
+                      CacheWriteWarning, stacklevel=3)
         except OSError as exc:
             if exc.errno in _DIRECTORY_ERRNOS:
                 self._disk_writable = False
-            _warn_once(str(self.directory),
-                       f"cannot write the activation cache in {self.directory} "
-                       f"({exc.strerror or exc}); the work goes on from memory")
+            warn_once(f"cannot write the activation cache in {self.directory} "
+                      f"({exc.strerror or exc}); the work goes on from memory",
+                      CacheWriteWarning, stacklevel=3)
 
     def _mark(self) -> None:
         """Make sure the directory exists and is marked as ours (adopting only empty ones)."""
@@ -500,16 +501,6 @@ def _unlink(path: str) -> None:
         os.unlink(path)
     except FileNotFoundError:
         pass
-
-
-_WARNED: set[str] = set()  # one warning per directory and process (bounded by directories)
-
-
-def _warn_once(directory: str, message: str) -> None:
-    if directory in _WARNED:
-        return
-    _WARNED.add(directory)
-    warnings.warn(message, CacheWriteWarning, stacklevel=4)
 
 
 _CACHES: dict[str | None, ActivationCache] = {}

@@ -67,8 +67,15 @@ def _add_extractor_args(p: argparse.ArgumentParser, many: bool = False) -> None:
     p.add_argument("--cache-dir", default=None,
                    help="directory of the activation cache, shared between runs and "
                         "processes (default: memory only, or $CNNFEATURES_CACHE_DIR)")
-    p.add_argument("-v", "--verbose", action="count", default=0,
-                   help="show progress (-v)")
+    _add_verbosity(p)
+
+
+def _add_verbosity(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="print only the results (no progress lines)")
+    p.add_argument("-v", "--verbose", action="count", default=1,
+                   help="progress: network builds, forward passes, runs, epochs (on by "
+                        "default; -q turns it off)")
 
 
 def _default_layer(backbone: str) -> str:
@@ -495,7 +502,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "output folder is set aside as journal_*.jsonl.<time>.old)")
     p.add_argument("-o", "--output", default="reproduce_results",
                    help="output folder (its journal_*.jsonl lets a killed run resume)")
-    p.add_argument("-v", "--verbose", action="count", default=0, help="show progress")
+    _add_verbosity(p)
     p.set_defaults(func=cmd_reproduce)
 
     p = command("cache", "inspect, prune or clear a disk activation cache")
@@ -512,6 +519,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from .backbones import WeightsUnavailableError
 
+    if getattr(args, "quiet", False):
+        args.verbose = 0
     try:
         return args.func(args)
     except (ValueError, OSError, WeightsUnavailableError) as exc:

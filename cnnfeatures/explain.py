@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
+from .backend import load_keras, load_tensorflow
 from .images import check_image_sources, image_name, load_image, resize_square
 
 __all__ = ["grad_cam", "integrated_gradients", "layer_panel", "overlay"]
@@ -57,8 +58,8 @@ class _KerasScorer:
         return [self.estimator.preprocess(resize_square(image, self.sides[0])[None])]
 
     def forward(self, inputs, layer: str):
-        import keras
-        import tensorflow as tf
+        keras = load_keras()
+        tf = load_tensorflow()
 
         if layer not in self._subs:
             # The class score is taken before the softmax (as in Selvaraju et al.): a
@@ -93,7 +94,7 @@ def _is_linear(estimator) -> bool:
 
 def _differentiable_step(step):
     """The TensorFlow form of a scaler between the extractor and the classifier."""
-    import tensorflow as tf
+    tf = load_tensorflow()
     from sklearn.preprocessing import MaxAbsScaler, MinMaxScaler, Normalizer, StandardScaler
 
     if isinstance(step, StandardScaler):
@@ -164,8 +165,8 @@ class _PipelineScorer:
     def forward(self, inputs, layer: str):
         """Activations of ``layer`` at every scale, and the class scores: the extractor's
         pooling, scale combination and L2, the scalers and the linear classifier."""
-        import keras
-        import tensorflow as tf
+        keras = load_keras()
+        tf = load_tensorflow()
 
         if layer not in self._subs:
             model = self.net.model
@@ -280,7 +281,7 @@ def grad_cam(estimator, X, layer: str | None = None, target=None) -> list[np.nda
     --------
     >>> heatmaps = grad_cam(model, ["scan.png"], layer="block5_pool")  # doctest: +SKIP
     """
-    import tensorflow as tf
+    tf = load_tensorflow()
 
     scorer = _scorer(estimator)
     sources = check_image_sources(X)
@@ -339,7 +340,7 @@ def integrated_gradients(estimator, X, target=None, steps: int = 32) -> list[np.
     once (the score is that of all scales combined, as the pipeline computes it) and the
     scales' attributions are summed at the first scale's side.
     """
-    import tensorflow as tf
+    tf = load_tensorflow()
 
     scorer = _scorer(estimator)
     sources = check_image_sources(X)

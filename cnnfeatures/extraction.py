@@ -32,6 +32,7 @@ from .images import (
     read_image_bytes,
 )
 from .instrumentation import count_forward
+from .messages import Progress
 
 __all__ = ["CNNFeatureExtractor", "ExtractionSettings", "scale_side"]
 
@@ -135,6 +136,8 @@ class _Extraction:
                         missing[side].append(i)
                         break
                     results[i][(side, layer)] = value
+                else:  # every layer cached: this (image, side) is done already
+                    self.progress.update(1)
         for side, todo in missing.items():
             if todo:
                 self._forward(side, todo, sources, names, digests, payloads, results)
@@ -155,8 +158,7 @@ class _Extraction:
             count_forward(plan.net.spec.name, plan.net.fingerprint, plan.net.precision, side,
                           len(batch))
             self._store(side, batch, digests, values, results)
-            if self.progress is not None:
-                self.progress.update(len(batch))
+            self.progress.update(len(batch))
 
     def _store(self, side, batch, digests, values, results):
         plan = self.plan
@@ -221,9 +223,10 @@ class ExtractionSettings:
     def sides(self) -> tuple[int, ...]:
         return tuple(scale_side(n) for n in self.scales)
 
-    def network(self, precision: str | None = None) -> FeatureNetwork:
+    def network(self, precision: str | None = None, verbose: int = 0) -> FeatureNetwork:
         return get_feature_network(self.backbone, self.weights, need_fc=self.need_fc,
-                                   precision=precision or self.precision, seed=self.seed)
+                                   precision=precision or self.precision, seed=self.seed,
+                                   verbose=verbose)
 
 
 class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
@@ -273,7 +276,8 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
         True: the process-wide memory cache (plus ``$CNNFEATURES_CACHE_DIR`` on disk when
         set); a path: memory plus that directory, shared between processes; False: none.
     verbose : int, default=0
-        0 is silent; 1 shows a progress bar while images are forwarded.
+        0 is silent; 1 says when a network is built and shows the forward passes' progress:
+        a bar on a terminal, a line every 10 seconds in a log file.
     random_state : int, RandomState or None, default=None
         With ``weights=None`` only: the seed of the random network — an int is the seed,
         a RandomState gives one, None means seed 0 (so that the clones of a grid search
@@ -388,7 +392,7 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
         """
         check_is_fitted(self, "settings_")
         settings = self.settings_
-        net = settings.network(precision)
+        net = settings.network(precision, verbose=self.verbose)
         if net.fingerprint != self.weights_fingerprint_:
             raise ValueError(
                 f"the weights {os.fspath(settings.weights)!r} have changed since this "
@@ -436,7 +440,7 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
             need_fc=any(name in spec.fc_layers for name in layers), layers=layers,
             pooling=self.pooling, scales=scales, scale_combination=self.scale_combination,
             l2_normalize=self.l2_normalize)
-        net = settings.network()
+        net = settings.network(verbose=self.verbose)
         net.check_layers(layers)
         warn_random_fc(net, layers)
 
@@ -499,13 +503,10 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
 
     def _extract(self, plan: _Plan, sources) -> Iterator[dict]:
         """Yield, per image, {(side, layer): array}; streams in chunks to bound memory."""
-        from tqdm.auto import tqdm
-
         n = len(sources)
-        progress = None
-        if self.verbose:
-            progress = tqdm(total=n * len(plan.sides), desc="forward passes", unit="img",
-                            disable=None)
+        # Counts forward passes (image x scale) actually run: cache hits cost nothing.
+        progress = Progress(n * len(plan.sides), f"{plan.net.spec.name} forward passes",
+                            verbose=self.verbose)
         engine = _Extraction(plan, self._cache(), self.batch_size, progress)
         # Local maps are large: hold fewer images' worth at a time.
         pooled = self.settings_.pooling is not None
@@ -519,8 +520,7 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
                 digests = [image_digest(s, data) for s, data in zip(part, payloads)]
                 yield from engine.run(part, names, digests, payloads)
         finally:
-            if progress is not None:
-                progress.close()
+            progress.close()
 
     def _combine(self, row: dict) -> np.ndarray:
         settings = self.settings_

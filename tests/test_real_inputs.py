@@ -37,6 +37,7 @@ from cnnfeatures.cache import (
 )
 from cnnfeatures.descriptors import LocalDescriptors
 from cnnfeatures.images import load_image_native, resize_square
+from cnnfeatures.messages import reset_warnings
 
 from .conftest import dicom_dataset, proba_in_fresh_process, save_tiny_conv_weights
 
@@ -460,7 +461,7 @@ def test_unwritable_cache_warns_once_and_goes_on(tmp_path, tiny_backbone, monkey
         raise OSError(code, os.strerror(code))
 
     monkeypatch.setattr(cache_module.tempfile, "mkstemp", refuse)
-    monkeypatch.setattr(cache_module, "_WARNED", set())
+    reset_warnings()  # each warning is said once per process
     clear_memory_cache()  # earlier tests may hold these features in memory
     directory = tmp_path / f"cache{code}"
     X = np.random.default_rng(0).integers(0, 256, (4, 40, 40, 3), dtype=np.uint8)

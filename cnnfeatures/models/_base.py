@@ -10,6 +10,7 @@ from __future__ import annotations
 import inspect
 import io
 import os
+import sys
 import tempfile
 import warnings
 from numbers import Integral, Real
@@ -24,6 +25,7 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted
 
 from ..augmentation import AugmentationPolicy, ImageAugmenter
 from ..backbones import get_backbone, weights_fingerprint
+from ..backend import load_keras, quiet_retracing
 from ..images import check_image_sources, image_name, load_image
 from ..targets import check_targets
 
@@ -40,7 +42,7 @@ def load_batch(sources, side: int) -> np.ndarray:
 
 def _batches(images, targets, batch_size, preprocess, policy, seed, weights=None):
     """A keras PyDataset over uint8 images: preprocess per batch, augment on the fly."""
-    import keras
+    keras = load_keras()
 
     class Batches(keras.utils.PyDataset):
         def __init__(self):
@@ -71,7 +73,7 @@ class _EpochClock:
     def __new__(cls):
         import time
 
-        import keras
+        keras = load_keras()
 
         class Clock(keras.callbacks.Callback):
             def __init__(self):
@@ -107,7 +109,7 @@ def frozen_prefix(model) -> str | None:
     A layer belongs to the prefix when it is frozen (or has no weights) and behaves the same
     in training and inference (no Dropout, no trainable BatchNormalization).
     """
-    import keras
+    keras = load_keras()
 
     start = chain_start(model)
     last = None
@@ -118,6 +120,13 @@ def frozen_prefix(model) -> str | None:
         if i >= max(start - 1, 1):
             last = layer.name
     return last
+
+
+def _is_terminal(stream) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
 
 
 class SmallDataWarning(UserWarning):
@@ -217,7 +226,7 @@ class KerasImageClassifier(ClassifierMixin, BaseEstimator):
 
         With ``dense_top=False`` only the softmax is added (a head already built).
         """
-        from keras import layers
+        layers = load_keras().layers
 
         if dense_top:
             units = tuple(self.head_units)
@@ -257,7 +266,7 @@ class KerasImageClassifier(ClassifierMixin, BaseEstimator):
         network trains for ``max_epochs`` without early stopping and a
         :class:`SmallDataWarning` says so; ``best_epoch_`` is then the last epoch.
         """
-        import keras
+        keras = load_keras()
 
         spec = get_backbone(self.backbone)
         self._check_common(spec)
@@ -271,9 +280,10 @@ class KerasImageClassifier(ClassifierMixin, BaseEstimator):
         train_idx, validation = self._validation(sources, targets, groups, validation_data,
                                                  seed)
         model = self._model()
-        history, cached = self._train(model, [sources[i] for i in train_idx],
-                                      targets[train_idx], weights[train_idx], validation,
-                                      seed, callbacks or [])
+        with quiet_retracing():
+            history, cached = self._train(model, [sources[i] for i in train_idx],
+                                          targets[train_idx], weights[train_idx], validation,
+                                          seed, callbacks or [])
         self._record(model, history, cached)
         return self
 
@@ -346,7 +356,7 @@ class KerasImageClassifier(ClassifierMixin, BaseEstimator):
 
     def _model(self):
         """A new network, or with ``warm_start`` the fitted one, compiled."""
-        import keras
+        keras = load_keras()
 
         if self._warm:
             model = self.model_
@@ -360,7 +370,7 @@ class KerasImageClassifier(ClassifierMixin, BaseEstimator):
     def _train(self, model, train_sources, train_targets, weights, validation, seed,
                callbacks):
         """Fit ``model``: on cached frozen-prefix activations when it can, else on images."""
-        import keras
+        keras = load_keras()
 
         policy = self.augmentation.policy if isinstance(self.augmentation, ImageAugmenter) \
             else self.augmentation
@@ -385,12 +395,12 @@ class KerasImageClassifier(ClassifierMixin, BaseEstimator):
                 x_train, train_targets, sample_weight=weights,
                 validation_data=None if validation is None else (x_val, validation[1]),
                 epochs=self.max_epochs, batch_size=self.batch_size, callbacks=every,
-                shuffle=True, verbose=self.verbose)
+                shuffle=True, verbose=self._keras_verbose())
         else:
             data = _batches(train_images, train_targets, self.batch_size, self.preprocess,
                             policy, seed, weights)
             history = model.fit(
-                data, epochs=self.max_epochs, callbacks=every, verbose=self.verbose,
+                data, epochs=self.max_epochs, callbacks=every, verbose=self._keras_verbose(),
                 validation_data=None if validation is None else (
                     self.preprocess(val_images), validation[1]))
         return history, cached
@@ -408,6 +418,13 @@ class KerasImageClassifier(ClassifierMixin, BaseEstimator):
         # Provenance: which weights the network started from (a file by its content).
         self.weights_fingerprint_ = (None if self.weights is None
                                      else weights_fingerprint(self.weights))
+
+    def _keras_verbose(self) -> int:
+        """Keras' display: its bar rewrites one line with control characters, which a log
+        file keeps as garbage; there, one line per epoch instead."""
+        if not self.verbose:
+            return 0
+        return self.verbose if _is_terminal(sys.stdout) else 2
 
     def _check_class_weight(self) -> None:
         if not isinstance(self.class_weight, dict):
@@ -437,7 +454,7 @@ class KerasImageClassifier(ClassifierMixin, BaseEstimator):
         """Run the frozen prefix once, and build the trainable rest as a model that shares
         the full model's layers (so training it trains ``model``). ``val_images`` may be
         None (no validation split)."""
-        import keras
+        keras = load_keras()
 
         names = [layer.name for layer in model.layers]
         cut = names.index(prefix)
@@ -464,9 +481,10 @@ class KerasImageClassifier(ClassifierMixin, BaseEstimator):
         check_is_fitted(self, "model_")
         sources = check_image_sources(X)
         out = []
-        for start in range(0, len(sources), self.batch_size):
-            batch = load_batch(sources[start:start + self.batch_size], self.input_side_)
-            out.append(np.asarray(self.model_.predict_on_batch(self.preprocess(batch))))
+        with quiet_retracing():
+            for start in range(0, len(sources), self.batch_size):
+                batch = load_batch(sources[start:start + self.batch_size], self.input_side_)
+                out.append(np.asarray(self.model_.predict_on_batch(self.preprocess(batch))))
         return np.concatenate(out).astype(np.float64)
 
     def predict(self, X) -> np.ndarray:
@@ -489,7 +507,7 @@ class KerasImageClassifier(ClassifierMixin, BaseEstimator):
         data = state.pop("_model_bytes", None)
         self.__dict__.update(state)
         if data is not None:
-            import keras
+            keras = load_keras()
 
             with tempfile.TemporaryDirectory() as tmp:
                 path = os.path.join(tmp, "model.keras")

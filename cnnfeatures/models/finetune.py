@@ -7,6 +7,7 @@ import os
 from sklearn.utils._param_validation import StrOptions
 
 from ..backbones import get_backbone, load_pretrained_weights
+from ..backend import load_keras
 from ._base import KerasImageClassifier
 
 __all__ = ["FineTunedCNNClassifier"]
@@ -123,8 +124,8 @@ class FineTunedCNNClassifier(KerasImageClassifier):
         return name in self.frozen  # fc1, fc2; the new predictions layer always trains
 
     def _build(self, n_classes: int):
-        import keras
-        from keras import layers
+        keras = load_keras()
+        layers = keras.layers
 
         spec = get_backbone(self.backbone)
         side = self.input_side

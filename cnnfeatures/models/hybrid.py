@@ -8,6 +8,7 @@ from numbers import Integral, Real
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from ..backbones import get_backbone, load_pretrained_weights
+from ..backend import load_keras
 from ._base import KerasImageClassifier
 
 __all__ = ["HybridSepConvClassifier"]
@@ -83,8 +84,8 @@ backbone_, input_side_, weights_fingerprint_
                              f"2x2 poolings (need at least {2**n_pools})")
 
     def _build(self, n_classes: int):
-        import keras
-        from keras import layers
+        keras = load_keras()
+        layers = keras.layers
 
         spec = get_backbone(self.backbone)
         n_pools = self.frozen_blocks + self.n_sep_blocks
