@@ -18,7 +18,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-__all__ = ["STARTUP_LOG", "load_keras", "load_tensorflow", "quiet_retracing"]
+__all__ = ["STARTUP_LOG", "load_keras", "load_tensorflow", "quiet_retracing", "worker_threads"]
 
 #: What the backend wrote on standard error while it started (bytes decoded as text).
 STARTUP_LOG: list[str] = []
@@ -42,10 +42,41 @@ def load_keras():
         if _KERAS is None:
             if os.environ.get("CNNFEATURES_BACKEND_LOGS") or "keras" in sys.modules:
                 import keras
+
+                _size_thread_pools(keras)
             else:
                 keras = _quiet_import()
             _KERAS = keras
     return _KERAS
+
+
+def worker_threads() -> int | None:
+    """Threads a network may use in this process, when it is one worker among several.
+
+    ``$CNNFEATURES_NUM_THREADS``, else ``$OMP_NUM_THREADS``, which joblib sets in its
+    worker processes to their share of the cores (``GridSearchCV(n_jobs=k)``); None when
+    neither is set (the backend then uses every core).
+    """
+    for name in ("CNNFEATURES_NUM_THREADS", "OMP_NUM_THREADS"):
+        value = os.environ.get(name, "")
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    return None
+
+
+def _size_thread_pools(keras) -> None:
+    """Keep a worker to its share of the cores: without this each of k joblib workers
+    starts TensorFlow pools as large as the machine, and k x cores threads fight."""
+    threads = worker_threads()
+    if threads is None or keras.backend.backend() != "tensorflow":
+        return
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:
+        pass  # the runtime had started already (the user ran TensorFlow first)
 
 
 def load_tensorflow():
@@ -69,6 +100,7 @@ def _quiet_import():
         try:
             import keras
 
+            _size_thread_pools(keras)
             # Device discovery logs too (the CUDA driver probe): do it now, muted.
             keras.ops.convert_to_tensor([0.0])
         except BaseException:

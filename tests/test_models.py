@@ -216,3 +216,21 @@ API_CHECKS = [
 @pytest.mark.parametrize("check", API_CHECKS, ids=lambda c: c.__name__)
 def test_sklearn_api_checks(estimator, check):
     check(type(estimator).__name__, estimator)
+
+
+def test_frozen_prefix_is_computed_once_per_image_across_a_grid(task):
+    """A grid over what follows the frozen prefix computes each image's prefix once."""
+    from cnnfeatures.cache import clear_memory_cache
+    from cnnfeatures.instrumentation import forward_pass_counts, reset_forward_pass_counts
+
+    X, y = task
+    X = X.copy()
+    X[:, 0, 0] = 7  # images no other test forwarded
+    clear_memory_cache()
+    reset_forward_pass_counts()
+    search = GridSearchCV(small(max_epochs=2), {"learning_rate": [1e-3, 1e-4],
+                                                "dropout": [0.0, 0.3]}, cv=2).fit(X, y)
+    prefix = {k: n for k, n in forward_pass_counts().items() if k[0].endswith("frozen prefix")}
+    assert len(prefix) == 1  # one prefix identity: same weights, same layers
+    assert sum(prefix.values()) == len(X)  # 4 candidates x 2 folds + refit: each image once
+    assert search.best_estimator_.frozen_prefix_cached_

@@ -7,6 +7,8 @@ one flat functional graph (no nested sub-models), so Grad-CAM can reach any laye
 
 from __future__ import annotations
 
+import gc
+import hashlib
 import inspect
 import io
 import os
@@ -26,7 +28,9 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted
 from ..augmentation import AugmentationPolicy, ImageAugmenter
 from ..backbones import get_backbone, weights_fingerprint
 from ..backend import load_keras, quiet_retracing
+from ..cache import default_cache_dir, get_cache, make_key
 from ..images import check_image_sources, image_name, load_image
+from ..instrumentation import count_forward
 from ..targets import check_targets
 
 __all__ = ["KerasImageClassifier", "SHARED_PARAMETERS", "SmallDataWarning"]
@@ -87,6 +91,25 @@ class _EpochClock:
                 self.seconds.append(time.perf_counter() - self._start)
 
         return Clock()
+
+
+def _pixels_digest(image: np.ndarray) -> str:
+    return hashlib.blake2b(np.ascontiguousarray(image).data, digest_size=20).hexdigest()
+
+
+def _prefix_identity(model, cut: int, side: int) -> str:
+    """A digest of what a frozen prefix computes: its layers (class and configuration)
+    and their weight values, and the input side. Two prefixes with this digest give the
+    same activations, whatever fit, estimator or process built them."""
+    h = hashlib.blake2b(digest_size=20)
+    h.update(f"side {side}".encode())
+    for layer in model.layers[: cut + 1]:
+        # Keras numbers automatic names per process (input_layer_3): leave names out.
+        config = {k: v for k, v in layer.get_config().items() if k != "name"}
+        h.update(f"{type(layer).__name__} {config}".encode())
+        for weight in layer.get_weights():
+            h.update(np.ascontiguousarray(weight).data)
+    return h.hexdigest()
 
 
 def chain_start(model) -> int:
@@ -362,6 +385,9 @@ class KerasImageClassifier(ClassifierMixin, BaseEstimator):
             model = self.model_
         else:
             self.__dict__.pop("model_", None)  # free the previous fit's model first
+            # Keras models hold reference cycles: collect the fits before this one now,
+            # rather than let their graphs and weights pile up until Python gets to them.
+            gc.collect()
             model = self._build(len(self.classes_))
         model.compile(optimizer=keras.optimizers.Adam(self.learning_rate),
                       loss="sparse_categorical_crossentropy", metrics=["accuracy"])
@@ -451,29 +477,55 @@ class KerasImageClassifier(ClassifierMixin, BaseEstimator):
         return weights.astype(np.float32)
 
     def _head_on_cached_prefix(self, model, prefix, train_images, val_images):
-        """Run the frozen prefix once, and build the trainable rest as a model that shares
-        the full model's layers (so training it trains ``model``). ``val_images`` may be
-        None (no validation split)."""
+        """Run the frozen prefix once per image, and build the trainable rest as a model
+        that shares the full model's layers (so training it trains ``model``).
+        ``val_images`` may be None (no validation split).
+
+        The prefix's activations go to the activation cache (see
+        :func:`~cnnfeatures.cache.get_cache`), keyed by the image's pixels and the prefix's
+        identity — its layers' names and weight values, the input side — so the fits of a
+        grid search over anything after the prefix (learning rate, dropout, head) compute
+        each image's prefix once, in one process or, with a shared cache directory, many.
+        """
         keras = load_keras()
 
         names = [layer.name for layer in model.layers]
         cut = names.index(prefix)
         prefix_model = keras.Model(model.input, model.get_layer(prefix).output)
-        step = max(1, self.batch_size)
-
-        def run(images):
-            return np.concatenate([
-                np.asarray(prefix_model.predict_on_batch(self.preprocess(images[i:i + step])))
-                for i in range(0, len(images), step)
-            ])
-
-        x_train = run(train_images)
-        x_val = None if val_images is None else run(val_images)
+        identity = _prefix_identity(model, cut, self.input_side_)
+        cache = get_cache(default_cache_dir()) if self.cache_frozen else None
+        x_train = self._prefix_activations(prefix_model, train_images, identity, cache)
+        x_val = (None if val_images is None else
+                 self._prefix_activations(prefix_model, val_images, identity, cache))
         head_input = keras.Input(x_train.shape[1:])
         x = head_input
         for layer in model.layers[cut + 1:]:
             x = layer(x)
         return keras.Model(head_input, x), x_train, x_val
+
+    def _prefix_activations(self, prefix_model, images, identity: str, cache):
+        """The prefix's output for uint8 images, from the cache where it has them."""
+        shape = tuple(int(d) for d in prefix_model.output.shape[1:])
+        out = np.empty((len(images), *shape), np.float32)
+        keys = [make_key("frozen prefix", identity, _pixels_digest(image)) for image in images]
+        todo = []
+        for i, key in enumerate(keys):
+            value = cache.get(key, shape) if cache is not None else None
+            if value is None:
+                todo.append(i)
+            else:
+                out[i] = value
+        step = max(1, self.batch_size)
+        for start in range(0, len(todo), step):
+            batch = todo[start:start + step]
+            values = np.asarray(prefix_model.predict_on_batch(self.preprocess(images[batch])))
+            count_forward(f"{self.backbone_} frozen prefix", identity,
+                          "float32", self.input_side_, len(batch))
+            for i, value in zip(batch, values):
+                out[i] = value
+                if cache is not None:
+                    cache.put(keys[i], value)
+        return out
 
     # ------------------------------------------------------------------ predict
     def predict_proba(self, X) -> np.ndarray:
