@@ -47,7 +47,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .backend import load_keras, load_tensorflow
+from .backend import load_keras, load_tensorflow, quiet_retracing
 from .messages import announce, warn_once
 
 __all__ = [
@@ -62,6 +62,7 @@ __all__ = [
     "find_imagenet_weights",
     "get_feature_network",
     "load_pretrained_weights",
+    "network_fingerprint",
     "PRECISIONS",
     "weights_fingerprint",
     "weights_have_top",
@@ -331,6 +332,21 @@ def weights_fingerprint(weights: str | os.PathLike[str] | None, seed: int | None
     return "imagenet"
 
 
+def network_fingerprint(backbone: str, weights: str | os.PathLike[str] | None, *,
+                        need_fc: bool = False, seed: int | None = None) -> str | None:
+    """The ``fingerprint`` :func:`get_feature_network` would give this network, found
+    without building it (a local ImageNet file is found the same way); None for an
+    unseeded random network, which has a new identity in every process."""
+    spec = get_backbone(backbone)
+    ref = _resolve_weights(weights, seed, backbone=spec.name,
+                           need_top=need_fc and bool(spec.fc_layers))
+    if ref.kind == "file":
+        return f"file-{ref.key[1]}"
+    if ref.kind == "random":
+        return None if seed is None else f"random-{seed}"
+    return "imagenet"
+
+
 def _imagenet_help(spec: BackboneSpec, include_top: bool) -> str:
     top = "" if include_top else "_notop"
     return (
@@ -532,7 +548,8 @@ def _make_reader(model, outputs: tuple[tuple[str, str], ...]
     )
 
     def read(batch: np.ndarray) -> list[np.ndarray]:
-        out = fn(tf.convert_to_tensor(batch, tf.float32))
+        with quiet_retracing():  # each reader traces once; TensorFlow counts them all
+            out = fn(tf.convert_to_tensor(batch, tf.float32))
         return [o.numpy() for o in (out if isinstance(out, (list, tuple)) else [out])]
 
     return read
@@ -833,13 +850,13 @@ def _build_network(spec: BackboneSpec, ref: _WeightsRef, with_fc: bool,
     return network(model, has_top and with_fc)
 
 
-def warn_random_fc(net: FeatureNetwork, layers: Sequence[str]) -> None:
+def warn_random_fc(backbone: str, fc_pretrained: bool, layers: Sequence[str]) -> None:
     """Warn (once per process) when fc layers are read from a network whose weights file
     had no top."""
-    asked = [name for name in layers if name in net.spec.fc_layers]
-    if asked and not net.fc_pretrained:
+    asked = [name for name in layers if name in get_backbone(backbone).fc_layers]
+    if asked and not fc_pretrained:
         warn_once(
-            f"layers {asked} of {net.spec.name} are random: the weights file has no "
+            f"layers {asked} of {backbone} are random: the weights file has no "
             "classifier top (include_top=False), so fc1/fc2 were not loaded",
             RandomTopWarning,
             stacklevel=3,

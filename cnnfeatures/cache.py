@@ -24,14 +24,17 @@ warning naming it, and the work goes on from memory.
 
 from __future__ import annotations
 
+import atexit
 import errno
 import hashlib
 import os
 import re
+import socket
 import stat
 import sys
 import tempfile
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -42,12 +45,15 @@ import numpy as np
 from .messages import warn_once
 
 __all__ = [
+    "CLAIM_SECONDS",
+    "SESSION_VARIABLE",
     "ActivationCache",
     "CacheInfo",
     "CacheWriteWarning",
     "MemoryLRU",
     "NotACacheError",
     "clear_memory_cache",
+    "default_cache_dir",
     "get_cache",
     "is_cache_directory",
     "memory_cache",
@@ -70,6 +76,10 @@ MARKER_TEXT = (
 _SHARD = re.compile(r"^[0-9a-f]{2}$")
 _ENTRY = re.compile(r"^[0-9a-f]{40}\.npy$")
 _TEMP = re.compile(r"^[0-9a-f]{40}\.[A-Za-z0-9_]+\.tmp$")
+_CLAIM = re.compile(r"^[0-9a-f]{40}\.claim$")
+
+#: A claim older than this is taken to be abandoned (a killed process on another host).
+CLAIM_SECONDS = 600.0
 _MARKER_TEMP = re.compile(r"^\.cnnfeatures-marker\.[A-Za-z0-9_]+\.tmp$")
 
 # Bytes a memory entry costs beyond its array object and key: the LRU's node and hash slot
@@ -268,6 +278,9 @@ class ActivationCache:
     max_memory_bytes : int, optional
         A private memory bound for this cache. By default the process-wide memory LRU of
         :func:`memory_cache` is used, shared by every cache.
+    max_entry_bytes : int, optional
+        Entries larger than this stay in memory only (the session directory of
+        :func:`default_cache_dir` takes pooled vectors, not local maps).
 
     Examples
     --------
@@ -281,9 +294,10 @@ class ActivationCache:
 
     def __init__(
         self, directory: str | os.PathLike[str] | None = None,
-        max_memory_bytes: int | None = None,
+        max_memory_bytes: int | None = None, max_entry_bytes: int | None = None,
     ):
         self.directory = Path(directory) if directory is not None else None
+        self.max_entry_bytes = max_entry_bytes
         self.memory = MemoryLRU(max_memory_bytes) if max_memory_bytes is not None else _MEMORY
         # Each directory has its own names in the shared memory LRU: an entry held in
         # memory for one cache is then still written to (and found in) another's directory.
@@ -334,6 +348,8 @@ class ActivationCache:
         self.memory.put(self._namespace + key, value)
         if self.directory is None or not self._disk_writable:
             return
+        if self.max_entry_bytes is not None and value.nbytes > self.max_entry_bytes:
+            return  # a large map: kept in memory only (see max_entry_bytes)
         try:
             self._mark()
             self._write(self._path(key), value)
@@ -376,6 +392,48 @@ class ActivationCache:
                 os.unlink(tmp)
         self._marked = True
 
+    # -- claims: several processes sharing a directory forward each image once
+    def claim(self, key: str) -> bool:
+        """Claim the work behind ``key`` for this process; False when another live process
+        holds the claim. Always True without a writable directory (nothing to share).
+
+        A claim is a small file, created exclusively (``O_EXCL``) beside the entries and
+        naming its host and process; a claim whose process is gone (same host) or older
+        than :data:`CLAIM_SECONDS` is taken over.
+        """
+        if self.directory is None or not self._disk_writable:
+            return True
+        try:
+            self._mark()
+            path = self._path(key).with_suffix(".claim")
+            path.parent.mkdir(exist_ok=True)
+            for _ in range(2):
+                try:
+                    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+                except FileExistsError:
+                    if not _abandoned(path):
+                        return False
+                    _unlink(str(path))
+                    continue
+                with os.fdopen(fd, "w") as f:
+                    f.write(f"{socket.gethostname()} {os.getpid()}\n")
+                return True
+            return False
+        except (OSError, NotACacheError):
+            return True  # the directory cannot be shared: do the work here
+
+    def release(self, key: str) -> None:
+        """Drop this process's claim on ``key`` (after writing the entries, or failing)."""
+        if self.directory is not None:
+            _unlink(str(self._path(key).with_suffix(".claim")))
+
+    def is_claimed(self, key: str) -> bool:
+        """Whether a live claim on ``key`` exists."""
+        if self.directory is None:
+            return False
+        path = self._path(key).with_suffix(".claim")
+        return path.exists() and not _abandoned(path)
+
     @staticmethod
     def _write(path: Path, value: np.ndarray) -> None:
         path.parent.mkdir(exist_ok=True)
@@ -411,7 +469,7 @@ class ActivationCache:
                     continue
                 if _ENTRY.match(entry.name):
                     yield "entry", entry
-                elif _TEMP.match(entry.name):
+                elif _TEMP.match(entry.name) or _CLAIM.match(entry.name):
                     yield "temp", entry
 
     def _check_owned(self) -> bool:
@@ -489,6 +547,25 @@ class ActivationCache:
         )
 
 
+def _abandoned(path: Path) -> bool:
+    """A claim file whose process is gone (same host) or that is too old."""
+    try:
+        st = os.stat(path)
+        host, pid = path.read_text().split()[:2]
+    except (OSError, ValueError):
+        return False  # being written, or gone: not ours to judge yet
+    if time.time() - st.st_mtime > CLAIM_SECONDS:
+        return True
+    if host == socket.gethostname():
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return True
+        except (PermissionError, ValueError):
+            return False
+    return False
+
+
 def _lstat(entry: os.DirEntry) -> os.stat_result | None:
     try:
         return entry.stat(follow_symlinks=False)
@@ -507,9 +584,55 @@ _CACHES: dict[str | None, ActivationCache] = {}
 _CACHES_LOCK = threading.Lock()
 
 
+#: Largest entry the session directory takes (a pooled vector of 64k floats); larger
+#: local maps stay in memory, so that no temporary folder fills with VLAD's maps.
+SESSION_ENTRY_BYTES = 256 << 10
+
+#: The environment variable naming this process tree's shared cache directory.
+SESSION_VARIABLE = "CNNFEATURES_SESSION_CACHE"
+# Set once, when the package is imported, so that the worker processes joblib starts later
+# (GridSearchCV(n_jobs=k)) inherit it and share one directory with their parent. The first
+# process of the tree owns it and removes the cache's files when it exits.
+if SESSION_VARIABLE not in os.environ:
+    os.environ[SESSION_VARIABLE] = os.path.join(
+        tempfile.gettempdir(), f"cnnfeatures-session-{os.getpid()}-{os.urandom(4).hex()}")
+    _SESSION_OWNER = True
+else:
+    _SESSION_OWNER = False
+
+
+def _remove_session_cache() -> None:
+    directory = os.environ.get(SESSION_VARIABLE)
+    if not _SESSION_OWNER or not directory or not os.path.isdir(directory):
+        return
+    try:
+        ActivationCache(directory, max_memory_bytes=1).clear()
+        for name in os.listdir(directory):
+            path = os.path.join(directory, name)
+            if name == MARKER_NAME:
+                os.unlink(path)
+            elif _SHARD.match(name) and os.path.isdir(path) and not os.listdir(path):
+                os.rmdir(path)
+        os.rmdir(directory)
+    except OSError:
+        pass  # something not ours is there, or another process still writes: leave it
+
+
+atexit.register(_remove_session_cache)
+
+
 def default_cache_dir() -> str | None:
-    """The disk cache used by ``cache=True``: ``$CNNFEATURES_CACHE_DIR``, else memory only."""
-    return os.environ.get("CNNFEATURES_CACHE_DIR") or None
+    """The disk part of ``cache=True``.
+
+    ``$CNNFEATURES_CACHE_DIR`` when set (``none`` or an empty value: memory only), else
+    this process tree's session directory (a temporary folder shared by the process that
+    imported cnnfeatures and the joblib workers it starts, removed when it exits), so that
+    ``GridSearchCV(n_jobs=k)`` forwards each image once across processes.
+    """
+    value = os.environ.get("CNNFEATURES_CACHE_DIR")
+    if value is not None:
+        return None if value.strip().lower() in ("", "none", "memory") else value
+    return os.environ.get(SESSION_VARIABLE)
 
 
 def get_cache(directory: str | os.PathLike[str] | None = None) -> ActivationCache:
@@ -526,5 +649,7 @@ def get_cache(directory: str | os.PathLike[str] | None = None) -> ActivationCach
     with _CACHES_LOCK:
         cache = _CACHES.get(key)
         if cache is None:
-            cache = _CACHES[key] = ActivationCache(key)
+            session = key is not None and key == os.environ.get(SESSION_VARIABLE)
+            cache = _CACHES[key] = ActivationCache(
+                key, max_entry_bytes=SESSION_ENTRY_BYTES if session else None)
         return cache

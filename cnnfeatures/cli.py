@@ -140,6 +140,13 @@ def cmd_extract(args) -> int:
     data = _load(args.root, args.split, args.group_pattern)
     ext = _extractor(args)
     start = time.perf_counter()
+    if args.scheduler or args.local_cluster:
+        from .distributed import extract_distributed
+
+        # The cluster forwards every image once and leaves the features in the cache;
+        # this process then reads them from there.
+        extract_distributed(ext, data.X, scheduler=args.scheduler,
+                            local_workers=args.local_cluster, verbose=args.verbose)
     features = ext.fit_transform(data.X)
     np.savez(
         args.output, features=features, target=data.y,
@@ -427,6 +434,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", help="the split sub-folder to read")
     p.add_argument("--group-pattern", help="also store each image's group (see describe)")
     p.add_argument("-o", "--output", required=True, help="output .npz path")
+    cluster = p.add_mutually_exclusive_group()
+    cluster.add_argument("--scheduler", metavar="ADDRESS",
+                         help="extract on this Dask cluster (tcp://host:8786); needs "
+                              "--cache-dir on a filesystem every worker mounts")
+    cluster.add_argument("--local-cluster", type=int, metavar="N",
+                         help="extract on a Dask LocalCluster of N worker processes")
     _add_extractor_args(p)
     p.set_defaults(func=cmd_extract)
 
@@ -523,7 +536,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.verbose = 0
     try:
         return args.func(args)
-    except (ValueError, OSError, WeightsUnavailableError) as exc:
+    except (ValueError, OSError, ImportError, WeightsUnavailableError) as exc:
         # ImageLoadError, NotACacheError and unknown names are ValueErrors; missing files
         # and permissions are OSErrors: the message says what to change.
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__

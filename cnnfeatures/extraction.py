@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -19,6 +21,7 @@ from .backbones import (
     FeatureNetwork,
     get_backbone,
     get_feature_network,
+    network_fingerprint,
     warn_random_fc,
 )
 from .cache import ActivationCache, default_cache_dir, get_cache, make_key
@@ -34,7 +37,10 @@ from .images import (
 from .instrumentation import count_forward
 from .messages import Progress
 
-__all__ = ["CNNFeatureExtractor", "ExtractionSettings", "scale_side"]
+__all__ = ["CNNFeatureExtractor", "ExtractionSettings", "NetworkCard", "scale_side"]
+
+#: Seconds between looks at the cache while another process forwards claimed images.
+CLAIM_POLL_SECONDS = 0.1
 
 #: Largest scale accepted: side 224 + 320·5 = 1824. VGG's first block alone then needs
 #: about 0.85 GB of activations per image; beyond that one image may not fit in memory.
@@ -56,9 +62,14 @@ def scale_side(n: int) -> int:
 
 @dataclass(frozen=True)
 class _Plan:
-    """What one transform needs: layers read, layers cached, and for which sides."""
+    """What one transform needs: layers read, layers cached, and for which sides.
 
-    net: FeatureNetwork
+    It knows the network by its card (names, widths, identity); the network itself is
+    built only when an image has to go through it (``network()``).
+    """
+
+    card: NetworkCard
+    network: Callable[[], FeatureNetwork]
     layers: tuple[str, ...]  # asked for, in output order
     pooling: str | None
     sides: tuple[int, ...]
@@ -76,15 +87,61 @@ class _Plan:
         return pooled
 
     def key(self, digest: str, side: int, layer: str, pooling: str | None) -> str:
-        net = self.net
-        return make_key(digest, net.spec.name, net.fingerprint, net.precision, side, layer,
+        card = self.card
+        return make_key(digest, card.backbone, card.fingerprint, card.precision, side, layer,
                         pooling)
+
+    def claim_key(self, digest: str, side: int) -> str:
+        """What a process claims before forwarding an image at one side."""
+        card = self.card
+        return make_key(digest, card.backbone, card.fingerprint, card.precision, side,
+                        "forward")
 
     def entry_shape(self, side: int, layer: str, pooling: str | None) -> tuple[int, ...]:
         """Shape of one cache entry: ``(channels,)`` pooled, ``(positions, channels)`` map."""
-        h, w, c = self.net.output_shape(layer, side)
-        return (c,) if pooling is not None else (h * w, c)
+        if pooling is not None:
+            return (self.card.widths[layer],)
+        h, w, c = self.network().output_shape(layer, side)
+        return (h * w, c)
 
+
+@dataclass(frozen=True)
+class NetworkCard:
+    """What the extractor needs to know of a network without building it: its identity,
+    its layers and their widths. Kept in the activation cache beside the features, so a
+    process whose features are all cached (a grid search's refit, a worker) never loads
+    the backend or builds the network."""
+
+    backbone: str
+    fingerprint: str
+    precision: str
+    fc_pretrained: bool
+    layer_names: tuple[str, ...]
+    widths: dict
+
+    @classmethod
+    def of(cls, net: FeatureNetwork) -> NetworkCard:
+        widths = {layer.name: int(layer.output.shape[-1]) for layer in net.model.layers[1:]
+                  if len(layer.output.shape) == 4}
+        return cls(net.spec.name, net.fingerprint, net.precision, net.fc_pretrained,
+                   net.layer_names, widths)
+
+    def to_array(self) -> np.ndarray:
+        text = json.dumps({**self.__dict__, "layer_names": list(self.layer_names)})
+        return np.frombuffer(text.encode(), np.uint8)
+
+    @classmethod
+    def from_array(cls, array: np.ndarray) -> NetworkCard:
+        fields = json.loads(bytes(np.asarray(array, np.uint8)).decode())
+        return cls(**{**fields, "layer_names": tuple(fields["layer_names"])})
+
+    def check_layers(self, layers: Sequence[str]) -> None:
+        unknown = [name for name in layers if name not in self.layer_names]
+        if unknown:
+            raise ValueError(
+                f"unknown layer(s) {unknown} for backbone {self.backbone!r}; valid names: "
+                f"{list(self.layer_names)}"
+            )
 
 
 def _prefetch(tasks: Iterable[Callable[[], object]], depth: int = 2) -> Iterator[object]:
@@ -111,7 +168,13 @@ class _Extraction:
         self.cache = cache
         self.batch_size = batch_size
         self.progress = progress
-        self.reader = plan.net.reader(plan.outputs)
+        self._reader = None
+
+    def reader(self):
+        """The network's reader of the plan's outputs (the network built on first need)."""
+        if self._reader is None:
+            self._reader = self.plan.network().reader(self.plan.outputs)
+        return self._reader
 
     def side_batch(self, side: int) -> int:
         # batch_size counts images at side 224; larger sides take proportionally fewer per
@@ -122,41 +185,83 @@ class _Extraction:
         """Return, per image, {(side, layer): array} for the asked layers and pooling."""
         plan = self.plan
         results: list[dict] = [{} for _ in sources]
-        missing: dict[int, list[int]] = {side: [] for side in plan.sides}
         # Augmented copies are new content every time: caching them would only grow the
         # cache, so they are neither looked up nor stored.
         self.cacheable = [not isinstance(s, TransientImage) for s in sources]
-        for i, digest in enumerate(digests):
-            for side in plan.sides:
-                for layer in plan.layers:
-                    key = plan.key(digest, side, layer, plan.pooling)
-                    value = (self.cache.get(key, plan.entry_shape(side, layer, plan.pooling))
-                             if self.cache is not None and self.cacheable[i] else None)
-                    if value is None:
-                        missing[side].append(i)
-                        break
-                    results[i][(side, layer)] = value
-                else:  # every layer cached: this (image, side) is done already
-                    self.progress.update(1)
-        for side, todo in missing.items():
-            if todo:
+        for side in plan.sides:
+            todo = [i for i in range(len(sources)) if not self._lookup(i, side, digests,
+                                                                       results)]
+            if not self._shared():
                 self._forward(side, todo, sources, names, digests, payloads, results)
+                continue
+            # Processes sharing the cache directory split the work: each forwards the
+            # images it could claim, then waits for the others' (taking over any whose
+            # process died), so each (image, side) is forwarded once in all of them.
+            # Claims are taken a batch at a time, so that processes interleave batches.
+            step = self.side_batch(side)
+            while todo:
+                mine, ready = [], set()
+                for i in todo:
+                    if len(mine) == step:
+                        break
+                    key = plan.claim_key(digests[i], side)
+                    if self.cache.claim(key):
+                        # Another process may have finished it between our look and claim.
+                        if self._lookup(i, side, digests, results):
+                            self.cache.release(key)
+                            ready.add(i)
+                        else:
+                            mine.append(i)
+                try:
+                    self._forward(side, mine, sources, names, digests, payloads, results)
+                finally:
+                    for i in mine:
+                        self.cache.release(plan.claim_key(digests[i], side))
+                done = set(mine) | ready
+                todo = [i for i in todo if i not in done
+                        and not self._lookup(i, side, digests, results)]
+                if todo and not mine:
+                    time.sleep(CLAIM_POLL_SECONDS)
         return results
 
-    def _forward(self, side, todo, sources, names, digests, payloads, results):
+    def _shared(self) -> bool:
+        """Whether other processes may be forwarding the same images: claims pay off."""
+        return (self.cache is not None and self.cache.directory is not None
+                and self.plan.pooling is not None)
+
+    def _lookup(self, i: int, side: int, digests, results) -> bool:
+        """Fill ``results[i]`` for ``side`` from the cache; whether every layer was there."""
         plan = self.plan
+        if self.cache is None or not self.cacheable[i]:
+            return False
+        found = {}
+        for layer in plan.layers:
+            value = self.cache.get(plan.key(digests[i], side, layer, plan.pooling),
+                                   plan.entry_shape(side, layer, plan.pooling))
+            if value is None:
+                return False
+            found[(side, layer)] = value
+        results[i].update(found)
+        self.progress.update(1)  # this (image, side) is done already
+        return True
+
+    def _forward(self, side, todo, sources, names, digests, payloads, results):
+        if not todo:
+            return
+        plan = self.plan
+        net = plan.network()
+        read = self.reader()
         step = self.side_batch(side)
         batches = [todo[k : k + step] for k in range(0, len(todo), step)]
 
         def load(batch):
             images = [load_image(sources[i], side, name=names[i], data=payloads[i])
                       for i in batch]
-            return batch, plan.net.preprocess(np.stack(images))
+            return batch, net.preprocess(np.stack(images))
 
         for batch, x in _prefetch(lambda b=b: load(b) for b in batches):
-            values = dict(zip(plan.outputs, self.reader(x)))
-            count_forward(plan.net.spec.name, plan.net.fingerprint, plan.net.precision, side,
-                          len(batch))
+            values = dict(zip(plan.outputs, read(x)))
+            count_forward(net.spec.name, net.fingerprint, net.precision, side, len(batch))
             self._store(side, batch, digests, values, results)
             self.progress.update(len(batch))
 
@@ -227,6 +332,27 @@ class ExtractionSettings:
         return get_feature_network(self.backbone, self.weights, need_fc=self.need_fc,
                                    precision=precision or self.precision, seed=self.seed,
                                    verbose=verbose)
+
+    def fingerprint(self) -> str | None:
+        """The weights' identity now (a weights file is digested, the network not built)."""
+        return network_fingerprint(self.backbone, self.weights, need_fc=self.need_fc,
+                                   seed=self.seed)
+
+    def card(self, cache: ActivationCache | None, verbose: int = 0) -> NetworkCard:
+        """The network's card: from the cache when a process wrote it there, else from the
+        network, built here (and the card written for the next process)."""
+        fingerprint = self.fingerprint()
+        key = None
+        if fingerprint is not None and cache is not None:
+            key = make_key("network card", self.backbone, fingerprint, self.precision,
+                           self.need_fc)
+            stored = cache.get(key, dtype=np.uint8)
+            if stored is not None:
+                return NetworkCard.from_array(stored)
+        card = NetworkCard.of(self.network(verbose=verbose))
+        if key is not None:
+            cache.put(key, card.to_array())
+        return card
 
 
 class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
@@ -394,12 +520,7 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
         settings = self.settings_
         net = settings.network(precision, verbose=self.verbose)
         if net.fingerprint != self.weights_fingerprint_:
-            raise ValueError(
-                f"the weights {os.fspath(settings.weights)!r} have changed since this "
-                f"extractor was fitted (fingerprint {self.weights_fingerprint_} then, "
-                f"{net.fingerprint} now): its features would differ from those the next "
-                "steps were trained on; restore the file or fit the pipeline again"
-            )
+            self._weights_changed(net.fingerprint)
         return net
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -440,16 +561,16 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
             need_fc=any(name in spec.fc_layers for name in layers), layers=layers,
             pooling=self.pooling, scales=scales, scale_combination=self.scale_combination,
             l2_normalize=self.l2_normalize)
-        net = settings.network(verbose=self.verbose)
-        net.check_layers(layers)
-        warn_random_fc(net, layers)
+        card = settings.card(self._cache(), self.verbose)
+        card.check_layers(layers)
+        warn_random_fc(card.backbone, card.fc_pretrained, layers)
 
         self.settings_ = settings
-        self.weights_fingerprint_ = net.fingerprint
+        self.weights_fingerprint_ = card.fingerprint
         self.random_seed_ = settings.seed
         self.layers_ = layers
         self.input_sides_ = settings.sides
-        widths = [int(net.model.get_layer(name).output.shape[-1]) for name in layers]
+        widths = [card.widths[name] for name in layers]
         self.layer_widths_ = tuple(widths)
         self.n_features_out_ = (
             widths[0] if self.pooling is None
@@ -458,11 +579,25 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
         return self
 
     def _plan(self) -> _Plan:
-        net = self.feature_network()
-        cached = [name for name in net.spec.pooled_layers if name in net.layer_names
-                  and (name not in net.spec.fc_layers or net.fc_pretrained)]
+        settings = self.settings_
+        now = settings.fingerprint()
+        if now is not None and now != self.weights_fingerprint_:
+            self._weights_changed(now)
+        card = settings.card(self._cache(), self.verbose)
+        spec = get_backbone(card.backbone)
+        cached = [name for name in spec.pooled_layers if name in card.layer_names
+                  and (name not in spec.fc_layers or card.fc_pretrained)]
         forward = tuple(dict.fromkeys([*self.layers_, *cached]))
-        return _Plan(net, self.layers_, self.settings_.pooling, self.input_sides_, forward)
+        return _Plan(card, self.feature_network, self.layers_, settings.pooling,
+                     self.input_sides_, forward)
+
+    def _weights_changed(self, now: str):
+        raise ValueError(
+            f"the weights {os.fspath(self.settings_.weights)!r} have changed since this "
+            f"extractor was fitted (fingerprint {self.weights_fingerprint_} then, {now} "
+            "now): its features would differ from those the next steps were trained on; "
+            "restore the file or fit the pipeline again"
+        )
 
     def _cache(self) -> ActivationCache | None:
         if self.cache is False:
@@ -505,7 +640,7 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
         """Yield, per image, {(side, layer): array}; streams in chunks to bound memory."""
         n = len(sources)
         # Counts forward passes (image x scale) actually run: cache hits cost nothing.
-        progress = Progress(n * len(plan.sides), f"{plan.net.spec.name} forward passes",
+        progress = Progress(n * len(plan.sides), f"{plan.card.backbone} forward passes",
                             verbose=self.verbose)
         engine = _Extraction(plan, self._cache(), self.batch_size, progress)
         # Local maps are large: hold fewer images' worth at a time.

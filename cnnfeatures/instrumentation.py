@@ -7,19 +7,30 @@ are per process (each joblib or dask worker has its own: read them there, e.g. w
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import Counter
 
-__all__ = ["count_forward", "forward_pass_counts", "reset_forward_pass_counts"]
+__all__ = ["count_forward", "forward_log_total", "forward_pass_counts",
+           "reset_forward_pass_counts"]
 
 _FORWARD_COUNTS: Counter = Counter()
 _LOCK = threading.Lock()
 
 
 def count_forward(backbone: str, fingerprint: str, precision: str, side: int, n: int) -> None:
-    """Record that ``n`` images went through a network at input side ``side``."""
+    """Record that ``n`` images went through a network at input side ``side``.
+
+    With ``$CNNFEATURES_FORWARD_LOG`` set to a file, each record is also appended there as
+    a line ``<pid> <backbone> <side> <n>``: the work of every process (joblib or dask
+    workers included) can then be added up, as tests and benchmarks do.
+    """
     with _LOCK:
         _FORWARD_COUNTS[(backbone, fingerprint, precision, side)] += n
+    log = os.environ.get("CNNFEATURES_FORWARD_LOG")
+    if log:
+        with open(log, "a") as f:  # one short line: appends of several processes interleave
+            f.write(f"{os.getpid()} {backbone.replace(' ', '_')} {side} {n}\n")
 
 
 def forward_pass_counts() -> dict[tuple[str, str, str, int], int]:
@@ -40,3 +51,14 @@ def reset_forward_pass_counts() -> None:
     """Set the counts of :func:`forward_pass_counts` back to zero."""
     with _LOCK:
         _FORWARD_COUNTS.clear()
+
+
+def forward_log_total(path: str | os.PathLike[str], backbone: str | None = None) -> int:
+    """Images forwarded by every process that wrote to a ``$CNNFEATURES_FORWARD_LOG`` file."""
+    total = 0
+    with open(path) as f:
+        for line in f:
+            _, name, _, n = line.split()
+            if backbone is None or name == backbone:
+                total += int(n)
+    return total

@@ -86,7 +86,11 @@ def proba_in_fresh_process(model, X, tmp_path, setup: str = ""):
         f"{str(tmp_path / 'X.npy')!r})))\n"
     )
     repo = Path(__file__).resolve().parents[1]
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=repo, capture_output=True)
+    # A process of its own in every way: no shared session cache to read features from.
+    env = {k: v for k, v in os.environ.items() if k != "CNNFEATURES_SESSION_CACHE"}
+    env["CNNFEATURES_CACHE_DIR"] = "none"
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=repo, capture_output=True,
+                   env=env)
     return np.load(tmp_path / "p.npy")
 
 

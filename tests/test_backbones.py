@@ -9,6 +9,7 @@ from cnnfeatures.backbones import (
     get_feature_network,
     warn_random_fc,
 )
+from cnnfeatures.messages import reset_warnings
 
 from .conftest import VGG16_WEIGHTS
 
@@ -92,8 +93,9 @@ def test_unknown_layer_lists_valid_names():
 def test_vgg16_offline_weights_and_notop_warning(rng):
     net = get_feature_network("vgg16", VGG16_WEIGHTS)
     assert not net.fc_pretrained
+    reset_warnings()  # said once per process: an earlier test may have said it
     with pytest.warns(RandomTopWarning, match="fc1"):
-        warn_random_fc(net, ["fc1"])
+        warn_random_fc("vgg16", net.fc_pretrained, ["fc1"])
     # Every conv layer carries exactly what Keras itself loads from the file.
     import keras
 

@@ -310,14 +310,16 @@ def test_subset_and_order_invariance(tiny_backbone, rng):
 
 
 @pytest.mark.slow
-def test_gridsearch_on_mini_scene_with_offline_vgg16():
+def test_gridsearch_on_mini_scene_with_offline_vgg16(tmp_path):
     from sklearn.svm import LinearSVC
 
     from cnnfeatures import load_image_folder
 
     train = load_image_folder(DATA / "mini_scene", split="train")
     reset_forward_pass_counts()
-    pipe = make_pipeline(CNNFeatureExtractor(backbone="vgg16", weights=VGG16_WEIGHTS),
+    # A cache of its own: other tests (and their subprocesses) share the session's.
+    pipe = make_pipeline(CNNFeatureExtractor(backbone="vgg16", weights=VGG16_WEIGHTS,
+                                             cache=str(tmp_path / "cache")),
                          LinearSVC())
     grid = {
         "cnnfeatureextractor__layer": ["block4_pool", "block5_pool"],

@@ -303,6 +303,7 @@ class KerasImageClassifier(ClassifierMixin, BaseEstimator):
         train_idx, validation = self._validation(sources, targets, groups, validation_data,
                                                  seed)
         model = self._model()
+        self.__dict__.pop("_cached_prefix", None)
         with quiet_retracing():
             history, cached = self._train(model, [sources[i] for i in train_idx],
                                           targets[train_idx], weights[train_idx], validation,
@@ -501,7 +502,11 @@ class KerasImageClassifier(ClassifierMixin, BaseEstimator):
         x = head_input
         for layer in model.layers[cut + 1:]:
             x = layer(x)
-        return keras.Model(head_input, x), x_train, x_val
+        head = keras.Model(head_input, x)
+        # Predictions reuse the cached prefix too (the images a grid search scores are
+        # those other folds trained on); pickles carry the whole model instead.
+        self._cached_prefix = (prefix_model, head, identity, cache)
+        return head, x_train, x_val
 
     def _prefix_activations(self, prefix_model, images, identity: str, cache):
         """The prefix's output for uint8 images, from the cache where it has them."""
@@ -532,11 +537,18 @@ class KerasImageClassifier(ClassifierMixin, BaseEstimator):
         """Class probabilities, columns in the order of ``classes_``."""
         check_is_fitted(self, "model_")
         sources = check_image_sources(X)
+        cached = getattr(self, "_cached_prefix", None)
         out = []
         with quiet_retracing():
             for start in range(0, len(sources), self.batch_size):
                 batch = load_batch(sources[start:start + self.batch_size], self.input_side_)
-                out.append(np.asarray(self.model_.predict_on_batch(self.preprocess(batch))))
+                if cached is not None:  # the frozen prefix from the cache, then the head
+                    prefix_model, head, identity, cache = cached
+                    x = self._prefix_activations(prefix_model, batch, identity, cache)
+                    out.append(np.asarray(head.predict_on_batch(x)))
+                else:
+                    out.append(np.asarray(self.model_.predict_on_batch(self.preprocess(
+                        batch))))
         return np.concatenate(out).astype(np.float64)
 
     def predict(self, X) -> np.ndarray:
@@ -546,6 +558,7 @@ class KerasImageClassifier(ClassifierMixin, BaseEstimator):
     # ------------------------------------------------------------------ pickling
     def __getstate__(self):
         state = self.__dict__.copy()
+        state.pop("_cached_prefix", None)  # Keras objects of this process: not pickled
         model = state.pop("model_", None)
         if model is not None:
             with tempfile.TemporaryDirectory() as tmp:
