@@ -57,6 +57,7 @@ __all__ = [
     "WeightsUnavailableError",
     "get_backbone",
     "register_backbone",
+    "check_layer_names",
     "check_weights_file",
     "clear_networks",
     "find_imagenet_weights",
@@ -483,12 +484,7 @@ class FeatureNetwork:
 
     def check_layers(self, layers: Sequence[str]) -> None:
         """Raise a ValueError naming any unknown layer and listing the valid ones."""
-        unknown = [name for name in layers if name not in self.layer_names]
-        if unknown:
-            raise ValueError(
-                f"unknown layer(s) {unknown} for backbone {self.spec.name!r}; valid names: "
-                f"{list(self.layer_names)}"
-            )
+        check_layer_names(self.spec.name, self.layer_names, layers)
 
     def reader(self, outputs: Sequence[str | tuple[str, str]]
                ) -> Callable[[np.ndarray], list[np.ndarray]]:
@@ -509,6 +505,17 @@ class FeatureNetwork:
     def preprocess(self, images: np.ndarray) -> np.ndarray:
         """Apply the backbone's ``preprocess_input`` to float32 RGB 0–255 images."""
         return self.spec.preprocess_input(np.array(images, dtype=np.float32, copy=True))
+
+
+def check_layer_names(backbone: str, layer_names: Sequence[str], layers: Sequence[str]
+                      ) -> None:
+    """Raise a ValueError naming any of ``layers`` not among a network's ``layer_names``."""
+    unknown = [name for name in layers if name not in layer_names]
+    if unknown:
+        raise ValueError(
+            f"unknown layer(s) {unknown} for backbone {backbone!r}; valid names: "
+            f"{list(layer_names)}"
+        )
 
 
 def _make_reader(model, outputs: tuple[tuple[str, str], ...]

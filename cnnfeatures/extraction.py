@@ -19,6 +19,7 @@ from sklearn.utils.validation import check_is_fitted
 from .backbones import (
     PRECISIONS,
     FeatureNetwork,
+    check_layer_names,
     get_backbone,
     get_feature_network,
     network_fingerprint,
@@ -136,12 +137,7 @@ class NetworkCard:
         return cls(**{**fields, "layer_names": tuple(fields["layer_names"])})
 
     def check_layers(self, layers: Sequence[str]) -> None:
-        unknown = [name for name in layers if name not in self.layer_names]
-        if unknown:
-            raise ValueError(
-                f"unknown layer(s) {unknown} for backbone {self.backbone!r}; valid names: "
-                f"{list(self.layer_names)}"
-            )
+        check_layer_names(self.backbone, self.layer_names, layers)
 
 
 def _prefetch(tasks: Iterable[Callable[[], object]], depth: int = 2) -> Iterator[object]:
