@@ -614,7 +614,7 @@ def _remove_session_cache() -> None:
             elif _SHARD.match(name) and os.path.isdir(path) and not os.listdir(path):
                 os.rmdir(path)
         os.rmdir(directory)
-    except OSError:
+    except (OSError, ValueError):
         pass  # something not ours is there, or another process still writes: leave it
 
 
