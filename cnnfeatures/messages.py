@@ -13,7 +13,8 @@ import time
 import warnings
 from collections import OrderedDict
 
-__all__ = ["PROGRESS_SECONDS", "Progress", "announce", "reset_warnings", "warn_once"]
+__all__ = ["PROGRESS_SECONDS", "Progress", "announce", "is_terminal", "reset_warnings",
+           "warn_once"]
 
 #: Seconds between progress lines when standard error is a log file, not a terminal.
 PROGRESS_SECONDS = 10.0
@@ -88,7 +89,7 @@ class Progress:
         self.done = 0
         self._start = self._last = time.perf_counter()
         self._bar = None
-        if verbose and _is_terminal(self.stream):
+        if verbose and is_terminal(self.stream):
             from tqdm.auto import tqdm
 
             self._bar = tqdm(total=self.total, desc=desc, unit=unit, file=self.stream)
@@ -133,7 +134,8 @@ class Progress:
         self.close()
 
 
-def _is_terminal(stream) -> bool:
+def is_terminal(stream) -> bool:
+    """Whether a stream is a terminal (not a file, a pipe or a closed stream)."""
     try:
         return stream.isatty()
     except (AttributeError, ValueError):

@@ -31,6 +31,7 @@ from ..backend import load_keras, quiet_retracing
 from ..cache import default_cache_dir, get_cache, make_key
 from ..images import check_image_sources, image_name, load_image
 from ..instrumentation import count_forward
+from ..messages import is_terminal
 from ..targets import check_targets
 
 __all__ = ["KerasImageClassifier", "SHARED_PARAMETERS", "SmallDataWarning"]
@@ -143,13 +144,6 @@ def frozen_prefix(model) -> str | None:
         if i >= max(start - 1, 1):
             last = layer.name
     return last
-
-
-def _is_terminal(stream) -> bool:
-    try:
-        return stream.isatty()
-    except (AttributeError, ValueError):
-        return False
 
 
 class SmallDataWarning(UserWarning):
@@ -451,7 +445,7 @@ class KerasImageClassifier(ClassifierMixin, BaseEstimator):
         file keeps as garbage; there, one line per epoch instead."""
         if not self.verbose:
             return 0
-        return self.verbose if _is_terminal(sys.stdout) else 2
+        return self.verbose if is_terminal(sys.stdout) else 2
 
     def _check_class_weight(self) -> None:
         if not isinstance(self.class_weight, dict):
