@@ -341,6 +341,10 @@ def cmd_reproduce(args) -> int:
                "max_epochs": args.max_epochs}
     changes = {k: (None if v == 0 and k.startswith("max_t") else v)
                for k, v in changes.items() if v is not None}
+    if args.budget not in BUDGETS:
+        raise ValueError(f"--budget must be one of {list(BUDGETS)}, got {args.budget!r}")
+    if args.cache_dir:  # the Keras classifiers' frozen prefixes read the same directory
+        os.environ["CNNFEATURES_CACHE_DIR"] = args.cache_dir
     budget = BUDGETS[args.budget]
     budget = replace(budget, **changes, name=budget.name + ("*" if changes else ""))
     exp = Experiment(backbone=args.backbone, weights=args.weights, budget=budget,
@@ -494,9 +498,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", nargs="+", required=True,
                    help="dataset folder(s) with train/ and test/ splits")
     _add_network_args(p)
-    p.add_argument("--budget", default="quick", choices=["quick", "full"],
+    p.add_argument("--budget", default="quick",
                    help="quick: minutes on 2 CPU cores (subsamples, fewer scales and "
-                        "epochs); full: the report's settings")
+                        "epochs); full: the report's settings; cpu: the whole data, "
+                        "trained tables cut to hours of CPU (the base trains in its last "
+                        "block only, a patient-grouped fifth of train picks epochs and "
+                        "threshold)")
     p.add_argument("--scales", nargs="+", type=int,
                    help="override the budget's scales (of every table)")
     p.add_argument("--max-train", type=int, help="override the budget's train subsample "
@@ -508,7 +515,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="keep each patient's images in one fold: PATTERN for every dataset, "
                         "or NAME=PATTERN for the dataset folder NAME (e.g. "
                         "chest_xray=chest_xray, a key of PATIENT_PATTERNS)")
-    p.add_argument("--cache-dir", default=None, help="reuse activations across runs")
+    p.add_argument("--cache-dir", default=None,
+                   help="reuse activations across runs (also the Keras classifiers' "
+                        "frozen-prefix activations: $CNNFEATURES_CACHE_DIR is set to it)")
     p.add_argument("--seed", type=int, default=0, help="random seed of every part")
     p.add_argument("--fresh", action="store_true",
                    help="measure every run again (the journal of finished runs in the "

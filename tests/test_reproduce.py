@@ -137,3 +137,57 @@ def test_evaluation_record_roc_auc_and_intervals():
     assert low <= 0.5 <= high and 0 <= low < high <= 1
     with pytest.raises(ValueError, match="same non-zero length"):
         bootstrap_interval([0, 1], [0])
+
+
+def test_cpu_budget_trains_the_last_block_and_validates_on_train(bright_dark):
+    """Budget "cpu": rows that train the base train its last block only, a held-out part of
+    train picks epochs and threshold, and the validation scores are in the records."""
+    from dataclasses import replace
+
+    from cnnfeatures.report import BUDGETS
+
+    budget = replace(BUDGETS["cpu"], max_epochs=2, base_epochs=1, n_resamples=50,
+                     validation_fraction=0.25)
+    exp = Experiment(backbone="vgg16", weights=None, budget=budget, cache=False,
+                     model_params=dict(input_side=32, head_units=(16, 8), batch_size=8))
+    t8 = run_table("8-9", [bright_dark], exp)
+    rows = list(t8.tables["table_8_bright_dark"].index)
+    assert rows == ["block1-4", "blocks", "blocks, fc1", "blocks, fc2", "block1-4, fc1",
+                    "block1-4, fc2"]
+    params = t8.tables["table_8_bright_dark"]["trainable parameters"]
+    # block5 of VGG-16 (3 convolutions of 512 x 512 x 3 x 3, with biases) is what trains
+    # beyond the frozen-base row.
+    assert params["block1-4"] - params["blocks"] == 3 * (512 * 512 * 9 + 512)
+    for record in t8.records:
+        assert 0 <= record["validation balanced_accuracy"] <= 1
+        assert 0 <= record["threshold"] <= 1  # chosen on train's held-out part
+        assert record["epochs"].endswith(f"/{1 if 'block1-4' in record['frozen'] else 2}")
+    t10 = run_table("10", [bright_dark], exp)
+    assert list(t10.tables["table_10"].columns) == [
+        "hybrid SepConv CNN", "fine-tuned VGG (frozen base)",
+        "fine-tuned VGG (block1-4 frozen)"]
+
+
+def test_held_out_validation_threshold_and_groups(tiny_backbone, bright_dark):
+    """The threshold chosen on the held-out part of train decides predict and
+    decision_function alike; predict_proba stays the network's."""
+    from cnnfeatures import FineTunedCNNClassifier, load_image_folder
+    from cnnfeatures.report import HeldOutValidation
+
+    folder = load_image_folder(bright_dark, split="train")
+    X, y = np.asarray(folder.filenames), np.asarray(folder.target)
+    groups = np.arange(len(y)) // 2  # pairs of images: "patients"
+    clf = FineTunedCNNClassifier(backbone="vgg16", weights=None, input_side=32,
+                                 head_units=(8, 8), max_epochs=2, random_state=0)
+    model = HeldOutValidation(clf, validation_fraction=0.25).fit(X, y, groups=groups)
+    assert set(model.validation_scores_) == {"accuracy", "balanced_accuracy", "roc_auc"}
+    assert model.estimator_.classes_.tolist() == model.classes_.tolist()
+    proba = model.predict_proba(X)
+    decision = model.decision_function(X)
+    np.testing.assert_allclose(decision, proba[:, 1] - model.threshold_)
+    np.testing.assert_array_equal(model.predict(X),
+                                  model.classes_[(decision > 0).astype(int)])
+    lone = np.array([y[0]] * 7 + [y[-1]])  # one image of the second class
+    with pytest.raises(ValueError, match="validation split of 1 images lacks or alone"):
+        HeldOutValidation(clf, validation_fraction=0.125).fit(X[:8], lone,
+                                                              groups=np.arange(8))

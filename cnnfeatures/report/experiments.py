@@ -10,7 +10,8 @@ a long run that was killed picks up where it stopped.
 A :class:`Budget` bounds the work: ``BUDGETS["quick"]`` finishes each table on a
 ../shared/data set within minutes on 2 CPU cores (stratified subsamples, fewer scales and
 epochs); ``BUDGETS["full"]`` follows the report's settings (whole splits, scales 0–2, up to
-300 epochs).
+300 epochs); ``BUDGETS["cpu"]`` runs the whole splits too, with the trained tables cut to
+what a CPU affords in hours (only the last block of the base trains; see :class:`Budget`).
 
 Which layers? With weights that hold VGG's classifier top (``"imagenet"``, or a file
 saved with ``include_top=True``) the fixed-feature tables read the report's
@@ -43,6 +44,7 @@ __all__ = [
     "Budget",
     "CrossValidatedChoice",
     "Experiment",
+    "HeldOutValidation",
     "Journal",
     "Run",
     "Split",
@@ -87,6 +89,17 @@ class Budget:
         Folds of the cross-validation that picks Table 12's method.
     n_resamples : int
         Bootstrap resamples of every confidence interval.
+    class_weight : "balanced" or None
+        Loss weighting of the Keras classifiers (Tables 8–10).
+    validation_fraction : float or None
+        Share of the training images held out (patients kept whole) to decide the Keras
+        classifiers' epochs and, with two classes, their decision threshold (see
+        :class:`HeldOutValidation`); None: each classifier's own early-stopping split and
+        the arg-max class.
+    trainable_blocks : int or None
+        Where a row of Tables 8–10 trains the convolutional base, only its last
+        ``trainable_blocks`` blocks train (the rest is frozen, so its activations are
+        computed once per image); None: the whole base, as the report did.
     """
 
     name: str
@@ -103,6 +116,9 @@ class Budget:
     copies: int = 2
     cv: int = 3
     n_resamples: int = 1000
+    class_weight: str | None = None
+    validation_fraction: float | None = None
+    trainable_blocks: int | None = None
 
 
 BUDGETS: dict[str, Budget] = {
@@ -110,6 +126,13 @@ BUDGETS: dict[str, Budget] = {
     "full": Budget("full", max_train=None, max_test=None, scales=(0, 1, 2),
                    vlad_scales=(0, 1, 2), max_epochs=300, base_epochs=300,
                    learning_rate=1e-6, patience=10, copies=5, cv=5),
+    # The whole data on a CPU: the base trains only in its last block, over a frozen
+    # prefix computed once per image; a patient-grouped fifth of train picks the epochs
+    # and (binary) the threshold; classes weighted (chest X-rays are 1:2.9 in train).
+    "cpu": Budget("cpu", max_train=None, max_test=None, scales=(0, 1, 2),
+                  vlad_scales=(0, 1, 2), max_epochs=40, base_epochs=12,
+                  learning_rate=1e-4, patience=4, copies=5, cv=5, class_weight="balanced",
+                  validation_fraction=0.2, trainable_blocks=1),
 }
 
 
@@ -261,7 +284,7 @@ class Experiment:
     backbone : str, default="vgg19"
         The report used VGG-19 (pass ``"vgg16"`` with ../shared/weights offline).
     weights : "imagenet", path or None, default="imagenet"
-    budget : Budget or {"quick", "full"}, default="quick"
+    budget : Budget or {"quick", "full", "cpu"}, default="quick"
     precision : {"float32", "bfloat16", "float16"}, default="float32"
         Precision of the fixed-feature extraction (see :class:`CNNFeatureExtractor`).
     cache : bool or path, default=True
@@ -365,8 +388,27 @@ class Experiment:
         params = dict(backbone=self.backbone, weights=self.weights,
                       learning_rate=b.learning_rate, patience=b.patience,
                       max_epochs=b.max_epochs if frozen_base else b.base_epochs,
-                      random_state=self.random_state)
+                      class_weight=b.class_weight, random_state=self.random_state)
         return {**params, **self.model_params}
+
+    def keras_model(self, estimator):
+        """A Keras classifier as the budget validates it: held out per
+        ``validation_fraction`` (see :class:`HeldOutValidation`), else as it is."""
+        if self.budget.validation_fraction is None:
+            return estimator
+        return HeldOutValidation(estimator, self.budget.validation_fraction,
+                                 random_state=self.random_state)
+
+    def base_frozen(self, frozen: tuple[str, ...]) -> tuple[str, ...]:
+        """``frozen`` plus the blocks ``trainable_blocks`` keeps fixed when ``frozen``
+        leaves the base trainable (all blocks but the last ``trainable_blocks``)."""
+        from ..backbones import get_backbone
+
+        keep = self.budget.trainable_blocks
+        if keep is None or "blocks" in frozen:
+            return tuple(frozen)
+        blocks = [pool.split("_")[0] for pool in get_backbone(self.backbone).block_pools]
+        return (*blocks[: max(len(blocks) - keep, 0)], *frozen)
 
     def identity(self) -> dict:
         """What makes two runs of one table the same measurement (for the journal)."""
@@ -469,6 +511,110 @@ class CrossValidatedChoice(ClassifierMixin, BaseEstimator):
     @available_if(lambda self: hasattr(self.best_estimator_, "predict_proba"))
     def predict_proba(self, X):
         return self.best_estimator_.predict_proba(X)
+
+
+class HeldOutValidation(ClassifierMixin, BaseEstimator):
+    """Train a Keras classifier on part of the training data; the held-out rest decides.
+
+    A share of the training images (patients kept whole when ``groups`` are given) is set
+    aside as the classifier's ``validation_data``: it stops training at the epoch of the
+    lowest validation loss and, with two classes, picks the decision threshold that
+    maximises ``scoring`` there (scikit-learn's ``TunedThresholdClassifierCV``). Nothing
+    is chosen on a test set. The validation scores are kept as the measure of the choice.
+
+    Parameters
+    ----------
+    estimator : KerasImageClassifier
+        A classifier whose ``fit`` takes ``validation_data``.
+    validation_fraction : float, default=0.2
+    scoring : str, default="balanced_accuracy"
+        What the threshold maximises on the validation images.
+    random_state : int, default=0
+
+    Attributes
+    ----------
+    estimator_ : KerasImageClassifier
+        The classifier trained on the rest of the training data.
+    threshold_ : float or None
+        Probability of the second class from which it is predicted (None: arg-max).
+    validation_scores_ : dict
+        ``accuracy``, ``balanced_accuracy`` and ``roc_auc`` on the validation images,
+        with the chosen threshold.
+    classes_ : ndarray
+
+    Examples
+    --------
+    >>> from cnnfeatures import FineTunedCNNClassifier
+    >>> model = HeldOutValidation(FineTunedCNNClassifier(weights=None, max_epochs=3))
+    >>> model.fit(paths, labels, groups=patients).threshold_  # doctest: +SKIP
+    """
+
+    def __init__(self, estimator, validation_fraction=0.2, scoring="balanced_accuracy",
+                 random_state=0):
+        self.estimator = estimator
+        self.validation_fraction = validation_fraction
+        self.scoring = scoring
+        self.random_state = random_state
+
+    def fit(self, X, y, groups=None):
+        from sklearn.model_selection import (
+            GroupShuffleSplit,
+            StratifiedShuffleSplit,
+            TunedThresholdClassifierCV,
+        )
+
+        from ..images import check_image_sources
+
+        sources = check_image_sources(X)
+        y = np.asarray(y)
+        if groups is not None:
+            splitter = GroupShuffleSplit(1, test_size=self.validation_fraction,
+                                         random_state=self.random_state)
+        else:
+            splitter = StratifiedShuffleSplit(1, test_size=self.validation_fraction,
+                                              random_state=self.random_state)
+        train, val = next(splitter.split(np.zeros(len(y)), y, groups))
+        X_val, y_val = [sources[i] for i in val], y[val]
+        missing = sorted(set(y[train].tolist()) ^ set(y_val.tolist()), key=str)
+        if missing:
+            raise ValueError(f"the validation split of {len(val)} images lacks or alone "
+                             f"holds class(es) {missing}: use more images or a larger "
+                             "validation_fraction")
+        self.estimator_ = clone(self.estimator).fit([sources[i] for i in train], y[train],
+                                                    validation_data=(X_val, y_val))
+        self.classes_ = self.estimator_.classes_
+        self.threshold_ = None
+        if len(self.classes_) == 2:
+            tuned = TunedThresholdClassifierCV(self.estimator_, scoring=self.scoring,
+                                               cv="prefit", refit=False)
+            self.threshold_ = float(tuned.fit(X_val, y_val).best_threshold_)
+        codes = np.searchsorted(self.classes_, y_val)
+        scores = self._scores(X_val)
+        predicted = np.searchsorted(self.classes_, self._classes_from(scores))
+        record = evaluation_record(codes, predicted, scores, n_resamples=0)
+        self.validation_scores_ = {k: record[k] for k in ("accuracy", "balanced_accuracy",
+                                                          "roc_auc") if k in record}
+        return self
+
+    def _scores(self, X):
+        proba = self.estimator_.predict_proba(X)
+        return proba if self.threshold_ is None else proba[:, 1] - self.threshold_
+
+    def _classes_from(self, scores):
+        if scores.ndim == 1:  # the sign rule of every binary decision_function
+            return self.classes_[(scores > 0).astype(int)]
+        return self.classes_[np.argmax(scores, axis=1)]
+
+    def predict(self, X):
+        return self._classes_from(self._scores(X))
+
+    def predict_proba(self, X):
+        return self.estimator_.predict_proba(X)
+
+    @available_if(lambda self: len(getattr(self, "classes_", ())) == 2)
+    def decision_function(self, X):
+        """Probability of the second class minus the threshold (positive: predicted)."""
+        return self._scores(X)
 
 
 # --------------------------------------------------------------------------- tables as data
@@ -593,19 +739,43 @@ def _frozen_rows(exp: Experiment) -> tuple[tuple[str, ...], ...]:
     return ((), ("blocks",), ("blocks", fc1), ("blocks", fc2), (fc1,), (fc2,))
 
 
-def _keras_description(clf) -> dict:
-    return {"epochs": f"{clf.best_epoch_}/{clf.n_epochs_}",
-            "trainable parameters": clf.count_params(trainable_only=True)}
+def _keras_description(model) -> dict:
+    """Epochs (best/run) and trainable parameters; with a held-out validation, its scores
+    and the threshold it chose."""
+    clf = getattr(model, "estimator_", model)
+    out = {"epochs": f"{clf.best_epoch_}/{clf.n_epochs_}",
+           "trainable parameters": clf.count_params(trainable_only=True)}
+    if isinstance(model, HeldOutValidation):
+        out.update({f"validation {k}": v for k, v in model.validation_scores_.items()})
+        out["threshold"] = model.threshold_
+    return out
+
+
+def _keras_run(exp: Experiment, params: dict, estimator, *args, **kwargs) -> Run:
+    """A run of a Keras classifier, validated as the budget says (see ``keras_model``)."""
+    return Run(params, lambda: exp.keras_model(estimator(*args, **kwargs)),
+               describe=_keras_description)
+
+
+def _frozen_label(frozen: tuple[str, ...]) -> str:
+    """``("block1", ..., "block4", "fc1")`` → ``"block1-4, fc1"``."""
+    blocks = [part for part in frozen if part.startswith("block") and part[5:].isdigit()]
+    rest = [part for part in frozen if part not in blocks]
+    if len(blocks) > 1:
+        blocks = [f"{blocks[0]}-{blocks[-1][5:]}"]
+    return ", ".join(blocks + rest) or "-"
 
 
 def _finetune_runs(exp: Experiment, name: str, train: Split) -> list[Run]:
     from ..models import FineTunedCNNClassifier
 
-    return [Run(dict(dataset=name, frozen=", ".join(frozen) or "-"),
-                partial(FineTunedCNNClassifier, head="original", frozen=frozen,
-                        **exp.keras_params("blocks" in frozen)),
-                describe=_keras_description)
-            for frozen in _frozen_rows(exp)]
+    runs = []
+    for row in _frozen_rows(exp):
+        frozen = exp.base_frozen(row)
+        runs.append(_keras_run(exp, dict(dataset=name, frozen=_frozen_label(frozen)),
+                               FineTunedCNNClassifier, head="original", frozen=frozen,
+                               **exp.keras_params("blocks" in frozen)))
+    return runs
 
 
 def _finetune_notes(exp: Experiment) -> list[str]:
@@ -624,7 +794,7 @@ def _finetune_layout(records, names):
     tables = {f"table_8_{name}": frozen_table(_of(records, name)) for name in names}
     # Table 9 is the report's chosen row: blocks and fc1 frozen (fc2 and the softmax train).
     chosen = [dict(r, method="fine-tuned VGG (fc2 trainable)") for r in records
-              if r["frozen"] == "blocks, fc1"]
+              if r["frozen"].endswith("blocks, fc1")]
     tables["table_9"] = dataset_table(chosen)
     return tables
 
@@ -634,14 +804,19 @@ def _finetune_layout(records, names):
 def _hybrid_runs(exp: Experiment, name: str, train: Split) -> list[Run]:
     from ..models import FineTunedCNNClassifier, HybridSepConvClassifier
 
-    return [
-        Run(dict(dataset=name, method="hybrid SepConv CNN"),
-            partial(HybridSepConvClassifier, **exp.keras_params(True)),
-            describe=_keras_description),
-        Run(dict(dataset=name, method="fine-tuned VGG (frozen base)"),
-            partial(FineTunedCNNClassifier, frozen=("blocks",), **exp.keras_params(True)),
-            describe=_keras_description),
+    runs = [
+        _keras_run(exp, dict(dataset=name, method="hybrid SepConv CNN"),
+                   HybridSepConvClassifier, **exp.keras_params(True)),
+        _keras_run(exp, dict(dataset=name, method="fine-tuned VGG (frozen base)"),
+                   FineTunedCNNClassifier, frozen=("blocks",), **exp.keras_params(True)),
     ]
+    if exp.budget.trainable_blocks is not None:  # the fine-tuning a CPU budget affords
+        frozen = exp.base_frozen(())
+        runs.append(_keras_run(
+            exp, dict(dataset=name, method=f"fine-tuned VGG ({_frozen_label(frozen)} "
+                                           "frozen)"),
+            FineTunedCNNClassifier, frozen=frozen, **exp.keras_params(False)))
+    return runs
 
 
 def _dataset_layout(key):
@@ -694,8 +869,8 @@ def _fixed_feature_name(name: str, params: dict) -> str:
 
 def _best_choice(exp: Experiment, train: Split) -> CrossValidatedChoice:
     """Candidates: the fixed-feature pipeline a grid over layer × pooling × scale ×
-    class weighting picks; with ``budget="full"``, also VLAD (k=64 on the last block), the
-    fine-tuned VGG (frozen base) and the hybrid network."""
+    class weighting picks; with the whole data (``full`` or ``cpu``), also VLAD (k=64 on
+    the last block), the fine-tuned VGG (frozen base) and the hybrid network."""
     from sklearn.pipeline import make_pipeline
 
     from ..models import FineTunedCNNClassifier, HybridSepConvClassifier
@@ -708,16 +883,17 @@ def _best_choice(exp: Experiment, train: Split) -> CrossValidatedChoice:
             # Free once features are cached, and it matters on imbalanced sets.
             "linearsvc__class_weight": [None, "balanced"]}
     candidates = [("fixed features", exp.pooled_pipeline(layers[-1], "mean"), grid)]
-    if exp.budget.name == "full":
+    if exp.budget.name.rstrip("*") in ("full", "cpu"):
         layer = exp.feature_layer()
         vlad = make_pipeline(
             exp.extractor(layer=layer, pooling=None, scales=exp.budget.vlad_scales),
             VLADEncoder(k=64, random_state=exp.random_state), _linear())
         candidates += [
             (f"VLAD k=64 {layer} + linear SVM", vlad, None),
-            ("fine-tuned VGG (frozen base)",
-             FineTunedCNNClassifier(frozen=("blocks",), **exp.keras_params(True)), None),
-            ("hybrid SepConv CNN", HybridSepConvClassifier(**exp.keras_params(True)), None),
+            ("fine-tuned VGG (frozen base)", exp.keras_model(
+                FineTunedCNNClassifier(frozen=("blocks",), **exp.keras_params(True))), None),
+            ("hybrid SepConv CNN",
+             exp.keras_model(HybridSepConvClassifier(**exp.keras_params(True))), None),
         ]
     return CrossValidatedChoice(candidates, cv=exp.folds(train),
                                 name_format=_fixed_feature_name)
