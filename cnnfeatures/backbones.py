@@ -47,7 +47,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .backend import load_keras, load_tensorflow, quiet_retracing
+from .backend import load_keras, shape_free_function
 from .messages import announce, warn_once
 
 __all__ = [
@@ -477,7 +477,7 @@ class FeatureNetwork:
             if (layer, side) not in self._shapes:
                 keras = load_keras()
 
-                sub = keras.Model(self.model.inputs, self.model.get_layer(layer).output)
+                sub = keras.Model(self.model.input, self.model.get_layer(layer).output)
                 shape = sub.compute_output_shape((1, side, side, 3))
                 self._shapes[(layer, side)] = tuple(int(d) for d in shape[1:])
             return self._shapes[(layer, side)]
@@ -536,30 +536,7 @@ def _make_reader(model, outputs: tuple[tuple[str, str], ...]
         elif x.dtype != "float32":
             x = keras.layers.Activation("linear", dtype="float32")(x)
         tensors.append(x)
-    sub = keras.Model(model.inputs, tensors)
-    if keras.backend.backend() != "tensorflow":
-        # JAX / PyTorch backends (Keras 3): Keras compiles per input shape itself.
-        def read_any(batch: np.ndarray) -> list[np.ndarray]:
-            out = sub.predict_on_batch(np.asarray(batch, np.float32))
-            return [np.asarray(o) for o in (out if isinstance(out, (list, tuple)) else [out])]
-
-        return read_any
-
-    tf = load_tensorflow()
-
-    # One trace serves every batch size and side: no retracing per scale.
-    fn = tf.function(
-        lambda x: sub(x, training=False),
-        input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)],
-        reduce_retracing=True,
-    )
-
-    def read(batch: np.ndarray) -> list[np.ndarray]:
-        with quiet_retracing():  # each reader traces once; TensorFlow counts them all
-            out = fn(tf.convert_to_tensor(batch, tf.float32))
-        return [o.numpy() for o in (out if isinstance(out, (list, tuple)) else [out])]
-
-    return read
+    return shape_free_function(keras.Model(model.input, tensors))
 
 
 def _vgg_fully_convolutional(spec: BackboneSpec, with_fc: bool = True):

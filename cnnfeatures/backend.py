@@ -1,4 +1,12 @@
-"""The one door to Keras (and to the backend it runs on): imported once, quietly.
+"""The one door to Keras and to the backend it runs on (TensorFlow, JAX or PyTorch).
+
+Keras 3 runs one model on any of the three backends, chosen by ``KERAS_BACKEND``. The few
+operations Keras does not offer backend-neutrally live here, one function each:
+:func:`gradients` (of a score with respect to tensors), :func:`shape_free_function` (a
+model compiled once for every batch size and side) and the sizing of the backend's thread
+pools. Nothing else in the package imports a backend.
+
+Keras is imported once, quietly.
 
 TensorFlow's C++ runtime writes its start-up lines (oneDNN, CUDA drivers, CPU features)
 straight to the process's standard error, before its own log settings apply, so
@@ -18,7 +26,10 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-__all__ = ["STARTUP_LOG", "load_keras", "load_tensorflow", "quiet_retracing", "worker_threads"]
+import numpy as np
+
+__all__ = ["STARTUP_LOG", "backend_name", "gradients", "load_keras", "load_tensorflow",
+           "quiet_retracing", "shape_free_function", "worker_threads"]
 
 #: What the backend wrote on standard error while it started (bytes decoded as text).
 STARTUP_LOG: list[str] = []
@@ -66,17 +77,112 @@ def worker_threads() -> int | None:
 
 def _size_thread_pools(keras) -> None:
     """Keep a worker to its share of the cores: without this each of k joblib workers
-    starts TensorFlow pools as large as the machine, and k x cores threads fight."""
+    starts thread pools as large as the machine, and k x cores threads fight."""
     threads = worker_threads()
-    if threads is None or keras.backend.backend() != "tensorflow":
+    if threads is None:
         return
-    import tensorflow as tf
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
 
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(threads)
-    except RuntimeError:
-        pass  # the runtime had started already (the user ran TensorFlow first)
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(threads)
+        except RuntimeError:
+            pass  # the runtime had started already (the user ran TensorFlow first)
+    elif backend == "torch":
+        import torch
+
+        torch.set_num_threads(threads)
+    # JAX sizes its CPU pool from OMP_NUM_THREADS / XLA_FLAGS when it starts: joblib's
+    # OMP_NUM_THREADS already reaches it.
+
+
+def backend_name() -> str:
+    """The Keras backend in use: ``"tensorflow"``, ``"jax"`` or ``"torch"``."""
+    return load_keras().backend.backend()
+
+
+def gradients(function, arguments):
+    """Gradients of ``sum(function(*arguments))`` with respect to each argument.
+
+    Parameters
+    ----------
+    function : callable
+        Keras operations (``keras.ops``, Keras layers and models) on backend tensors.
+    arguments : sequence of ndarray
+        Where the gradient is taken (float32 arrays).
+
+    Returns
+    -------
+    list of ndarray or None
+        One per argument, with its shape; None where the value does not depend on it.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> keras = load_keras()
+    >>> gradients(lambda x, y: keras.ops.square(x) * y, [np.float32([3.0]), np.float32([2.0])])
+    [array([12.], dtype=float32), array([9.], dtype=float32)]
+    """
+    keras = load_keras()
+    backend = keras.backend.backend()
+    arguments = [np.asarray(a, dtype=np.float32) for a in arguments]
+    if backend == "tensorflow":
+        tf = load_tensorflow()
+        tensors = [tf.constant(a) for a in arguments]
+        with tf.GradientTape() as tape:
+            for t in tensors:
+                tape.watch(t)  # every op is recorded, frozen layers' included
+            value = keras.ops.sum(function(*tensors))
+        return [None if g is None else np.asarray(g) for g in tape.gradient(value, tensors)]
+    if backend == "torch":
+        import torch
+
+        tensors = [keras.ops.convert_to_tensor(a).detach().requires_grad_(True)
+                   for a in arguments]
+        value = torch.sum(function(*tensors))
+        grads = torch.autograd.grad(value, tensors, allow_unused=True)
+        return [None if g is None else g.detach().cpu().numpy() for g in grads]
+    if backend == "jax":
+        import jax
+        import jax.numpy as jnp
+
+        def total(*tensors):
+            return jnp.sum(function(*tensors))
+
+        grads = jax.grad(total, argnums=tuple(range(len(arguments))))(
+            *[jnp.asarray(a) for a in arguments])
+        return [np.asarray(g) for g in grads]
+    raise NotImplementedError(f"gradients: the Keras backend {backend!r} is not supported; "
+                              "use tensorflow, jax or torch")
+
+
+def shape_free_function(model):
+    """``model`` in inference mode as a function of a float32 NHWC batch of any batch size
+    and side, returning a list of ndarrays.
+
+    TensorFlow traces it once for every shape (no retracing per scale); JAX and PyTorch
+    run Keras' own ``predict_on_batch``, which compiles per input shape itself.
+    """
+    keras = load_keras()
+
+    def as_list(out):
+        return [np.asarray(keras.ops.convert_to_numpy(o))
+                for o in (out if isinstance(out, (list, tuple)) else [out])]
+
+    if keras.backend.backend() != "tensorflow":
+        return lambda batch: as_list(model.predict_on_batch(np.asarray(batch, np.float32)))
+    tf = load_tensorflow()
+    fn = tf.function(lambda x: model(x, training=False),
+                     input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)],
+                     reduce_retracing=True)
+
+    def read(batch):
+        with quiet_retracing():  # each function traces once; TensorFlow counts them all
+            return as_list(fn(tf.convert_to_tensor(batch, tf.float32)))
+
+    return read
 
 
 def load_tensorflow():

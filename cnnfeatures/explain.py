@@ -3,7 +3,7 @@
 
 For a pipeline, the class score is linear in the pooled, L2-normalised features, so its
 gradient reaches any convolutional layer of the backbone through pooling and L2: the whole
-chain is rebuilt in TensorFlow from the fitted steps (scaler statistics, ``coef_``,
+chain is rebuilt in Keras operations from the fitted steps (scaler statistics, ``coef_``,
 ``intercept_``) and differentiated there. Steps that are not differentiable this way (an RBF
 SVM, trees, VLAD) raise an error that names them.
 
@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
-from .backend import load_keras, load_tensorflow
+from .backend import gradients, load_keras
 from .images import check_image_sources, image_name, load_image, resize_square
 
 __all__ = ["grad_cam", "integrated_gradients", "layer_panel", "overlay"]
@@ -29,9 +29,30 @@ __all__ = ["grad_cam", "integrated_gradients", "layer_panel", "overlay"]
 # --------------------------------------------------------------------------- scorers
 #
 # A scorer turns one image into the network inputs of each scale (``inputs``) and, given
-# those inputs as tensors, returns the activations of a layer at each scale and the class
-# scores (``forward``): everything between is TensorFlow ops, so Grad-CAM and integrated
-# gradients differentiate the very maths the fitted estimator applies.
+# those inputs as tensors, returns the class scores (``forward``); ``split(layer)`` gives
+# two functions, inputs → the layer's activations at each scale (and what the scores need
+# besides), and activations → class scores. Everything is Keras operations, so Grad-CAM
+# and integrated gradients differentiate the very maths the fitted estimator applies, on
+# any Keras backend (see cnnfeatures.backend.gradients).
+
+
+def _as_list(out) -> list:
+    """A Keras model's outputs as a list (a one-output model returns its tensor)."""
+    return list(out) if isinstance(out, (list, tuple)) else [out]
+
+
+def _model_after(model, layer: str, outputs):
+    """``model`` from ``layer``'s output to ``outputs``, or an error naming the layer when
+    the outputs depend on more than that layer's output (a residual connection)."""
+    keras = load_keras()
+
+    try:
+        return keras.Model(model.get_layer(layer).output, outputs)
+    except ValueError as exc:
+        raise ValueError(
+            f"layer {layer!r}: the class score depends on more than this layer's output "
+            "(a residual connection bypasses it, or the layer is not before the score); "
+            "explain a layer between blocks, such as the default") from exc
 
 
 class _KerasScorer:
@@ -57,21 +78,35 @@ class _KerasScorer:
     def inputs(self, image: np.ndarray) -> list[np.ndarray]:
         return [self.estimator.preprocess(resize_square(image, self.sides[0])[None])]
 
-    def forward(self, inputs, layer: str):
-        keras = load_keras()
-        tf = load_tensorflow()
-
-        if layer not in self._subs:
-            # The class score is taken before the softmax (as in Selvaraju et al.): a
-            # saturated probability has vanishing gradients.
-            self._subs[layer] = keras.Model(self.model.inputs,
-                                            [self.model.get_layer(layer).output,
-                                             self.model.layers[-1].input])
-        activations, hidden = self._subs[layer](inputs[0], training=False)
+    def _logits(self, hidden):
+        # The class score is taken before the softmax (as in Selvaraju et al.): a saturated
+        # probability has vanishing gradients.
+        ops = load_keras().ops
         head = self.model.layers[-1]
-        scores = tf.matmul(hidden, tf.convert_to_tensor(head.kernel)) + tf.convert_to_tensor(
-            head.bias)
-        return [activations], scores
+        return ops.matmul(hidden, head.kernel) + head.bias
+
+    def forward(self, inputs):
+        if None not in self._subs:
+            keras = load_keras()
+            self._subs[None] = keras.Model(self.model.input, self.model.layers[-1].input)
+        return self._logits(self._subs[None](inputs[0], training=False))
+
+    def split(self, layer: str):
+        if layer not in self._subs:
+            keras = load_keras()
+            upto = keras.Model(self.model.input, self.model.get_layer(layer).output)
+            after = _model_after(self.model, layer, self.model.layers[-1].input)
+            self._subs[layer] = (upto, after)
+        upto, after = self._subs[layer]
+
+        def activations(inputs):
+            return [np.asarray(load_keras().ops.convert_to_numpy(
+                upto(inputs[0], training=False)))], None
+
+        def scores(maps, context):
+            return self._logits(after(maps[0], training=False))
+
+        return activations, scores
 
     def decision(self, sources) -> np.ndarray:
         return self.estimator.predict_proba(sources)
@@ -92,25 +127,35 @@ def _is_linear(estimator) -> bool:
         return False
 
 
+def _constant(value):
+    """A float32 backend tensor (PyTorch will not mix its tensors with NumPy arrays)."""
+    return load_keras().ops.convert_to_tensor(np.asarray(value, dtype=np.float32))
+
+
+def _l2_normalize(f):
+    """Rows scaled to unit L2 norm (as ``sklearn.preprocessing.normalize``; a zero row
+    stays zero)."""
+    ops = load_keras().ops
+    return f / ops.sqrt(ops.maximum(ops.sum(ops.square(f), axis=1, keepdims=True), 1e-24))
+
+
 def _differentiable_step(step):
-    """The TensorFlow form of a scaler between the extractor and the classifier."""
-    tf = load_tensorflow()
+    """The Keras-operations form of a scaler between the extractor and the classifier."""
     from sklearn.preprocessing import MaxAbsScaler, MinMaxScaler, Normalizer, StandardScaler
 
     if isinstance(step, StandardScaler):
         mean = 0.0 if step.mean_ is None else step.mean_
         scale = 1.0 if step.scale_ is None else step.scale_
-        return lambda f: (f - tf.constant(mean, f.dtype)) / tf.constant(scale, f.dtype)
+        return lambda f: (f - _constant(mean)) / _constant(scale)
     if isinstance(step, Normalizer):
         if step.norm != "l2":
             raise ValueError(f"Normalizer(norm={step.norm!r}) cannot be differentiated here; "
                              "use norm='l2'")
-        return lambda f: tf.math.l2_normalize(f, axis=1)
+        return _l2_normalize
     if isinstance(step, MaxAbsScaler):
-        return lambda f: f / tf.constant(step.scale_, f.dtype)
+        return lambda f: f / _constant(step.scale_)
     if isinstance(step, MinMaxScaler):
-        return lambda f: f * tf.constant(step.scale_, f.dtype) + tf.constant(step.min_,
-                                                                             f.dtype)
+        return lambda f: f * _constant(step.scale_) + _constant(step.min_)
     raise ValueError(
         f"step {type(step).__name__} between the extractor and the classifier cannot be "
         "differentiated here; use StandardScaler, Normalizer, MaxAbsScaler or MinMaxScaler"
@@ -118,7 +163,7 @@ def _differentiable_step(step):
 
 
 class _PipelineScorer:
-    """Class scores of a fitted pipeline ending in a linear classifier, in TensorFlow."""
+    """Class scores of a fitted pipeline ending in a linear classifier, in Keras ops."""
 
     def __init__(self, pipeline):
         from .extraction import CNNFeatureExtractor
@@ -162,43 +207,79 @@ class _PipelineScorer:
     def inputs(self, image: np.ndarray) -> list[np.ndarray]:
         return [self.net.preprocess(resize_square(image, side)[None]) for side in self.sides]
 
-    def forward(self, inputs, layer: str):
-        """Activations of ``layer`` at every scale, and the class scores: the extractor's
+    def _pooled_scores(self, outputs_per_scale):
+        """Class scores from the extractor layers' maps at each scale: the extractor's
         pooling, scale combination and L2, the scalers and the linear classifier."""
-        keras = load_keras()
-        tf = load_tensorflow()
-
-        if layer not in self._subs:
-            model = self.net.model
-            self._subs[layer] = keras.Model(
-                model.inputs, [model.get_layer(layer).output] +
-                [model.get_layer(name).output for name in self.extractor.layers_])
+        ops = load_keras().ops
         settings = self.settings
-        reduce = tf.reduce_mean if settings.pooling == "mean" else tf.reduce_max
-        activations, pooled = [], []  # pooled[scale][layer]
-        for x in inputs:
-            outputs = self._subs[layer](x, training=False)
-            activations.append(outputs[0])
-            pooled.append([reduce(maps, axis=[1, 2]) for maps in outputs[1:]])
+        reduce = ops.mean if settings.pooling == "mean" else ops.max
+        pooled = [[reduce(maps, axis=(1, 2)) for maps in outputs]
+                  for outputs in outputs_per_scale]  # pooled[scale][layer]
         blocks = []
         for j in range(len(self.extractor.layers_)):
             per_scale = [vectors[j] for vectors in pooled]
             if settings.scale_combination == "concat":
                 blocks.extend(per_scale)
             elif settings.pooling == "max":
-                blocks.append(tf.reduce_max(tf.stack(per_scale), axis=0))
+                blocks.append(ops.max(ops.stack(per_scale), axis=0))
             else:
-                blocks.append(tf.reduce_mean(tf.stack(per_scale), axis=0))
+                blocks.append(ops.mean(ops.stack(per_scale), axis=0))
         if settings.l2_normalize:
-            blocks = [tf.math.l2_normalize(b, axis=1) for b in blocks]
-        f = tf.concat(blocks, axis=1)
+            blocks = [_l2_normalize(b) for b in blocks]
+        f = ops.concatenate(blocks, axis=1)
         for step in self.between:
             f = step(f)
-        coef = np.atleast_2d(self.clf.coef_).astype(np.float32)
-        bias = np.atleast_1d(self.clf.intercept_).astype(np.float32)
-        scores = tf.matmul(f, tf.constant(coef.T)) + tf.constant(bias)
+        coef = np.atleast_2d(self.clf.coef_)
+        scores = ops.matmul(f, _constant(coef.T)) + _constant(
+            np.atleast_1d(self.clf.intercept_))
         if coef.shape[0] == 1:  # binary: the decision function scores class 1
-            scores = tf.concat([-scores, scores], axis=1)
+            scores = ops.concatenate([-scores, scores], axis=1)
+        return scores
+
+    def _extractor_outputs(self):
+        model = self.net.model
+        return [model.get_layer(name).output for name in self.extractor.layers_]
+
+    def forward(self, inputs):
+        if None not in self._subs:
+            keras = load_keras()
+            self._subs[None] = keras.Model(self.net.model.input, self._extractor_outputs())
+        return self._pooled_scores([_as_list(self._subs[None](x, training=False))
+                                    for x in inputs])
+
+    def split(self, layer: str):
+        """Activations of ``layer`` at every scale, and the scores as a function of them;
+        extractor layers before ``layer`` do not depend on it: they enter as constants."""
+        keras = load_keras()
+        model = self.net.model
+        names = [lay.name for lay in model.layers]
+        position = names.index(layer)
+        later = [n for n in self.extractor.layers_ if names.index(n) > position]
+        if layer not in self._subs:
+            upto = keras.Model(model.input, [model.get_layer(layer).output] +
+                               self._extractor_outputs())
+            after = (_model_after(model, layer, [model.get_layer(n).output for n in later])
+                     if later else None)
+            self._subs[layer] = (upto, after)
+        upto, after = self._subs[layer]
+
+        def activations(inputs):
+            maps, constants = [], []
+            for x in inputs:
+                outputs = [np.asarray(keras.ops.convert_to_numpy(o))
+                           for o in upto(x, training=False)]
+                maps.append(outputs[0])
+                constants.append(outputs[1:])
+            return maps, constants
+
+        def scores(maps, constants):
+            per_scale = []
+            for x, fixed in zip(maps, constants):
+                downstream = iter([] if after is None else _as_list(after(x, training=False)))
+                per_scale.append([x if n == layer else next(downstream) if n in later
+                                  else fixed[j] for j, n in enumerate(self.extractor.layers_)])
+            return self._pooled_scores(per_scale)
+
         return activations, scores
 
     def decision(self, sources) -> np.ndarray:
@@ -281,8 +362,6 @@ def grad_cam(estimator, X, layer: str | None = None, target=None) -> list[np.nda
     --------
     >>> heatmaps = grad_cam(model, ["scan.png"], layer="block5_pool")  # doctest: +SKIP
     """
-    tf = load_tensorflow()
-
     scorer = _scorer(estimator)
     sources = check_image_sources(X)
     layer = layer or scorer.default_layer()
@@ -291,24 +370,24 @@ def grad_cam(estimator, X, layer: str | None = None, target=None) -> list[np.nda
     images = _images(scorer, sources)
     predicted = np.argmax(scorer.decision(sources), axis=1) if target is None else None
     columns = _targets(scorer, target, len(images), predicted)
+    activations, scores = scorer.split(layer)
     heatmaps = []
     for image, column in zip(images, columns):
-        inputs = [tf.constant(x) for x in scorer.inputs(image)]
-        with tf.GradientTape() as tape:
-            # Watch the inputs: every op is then recorded, frozen layers' included (their
-            # weights are not trainable variables, so nothing else would be).
-            for x in inputs:
-                tape.watch(x)
-            activations, scores = scorer.forward(inputs, layer)
-            score = scores[:, int(column)]
-        grads = tape.gradient(score, activations)
+        maps, context = activations(scorer.inputs(image))
+        if any(m.ndim != 4 for m in maps):
+            raise ValueError(f"layer {layer!r} has no spatial map; choose a convolutional "
+                             "or pooling layer before the head")
+
+        def score(*maps, column=int(column), context=context):
+            return scores(list(maps), context)[:, column]
+
+        grads = gradients(score, maps)
         total = np.zeros(image.shape[:2], np.float32)
-        for maps, grad in zip(activations, grads):  # one per scale, summed
-            if grad is None or maps.shape.rank != 4:
-                raise ValueError(f"layer {layer!r} has no spatial map the class score depends "
-                                 "on; choose a convolutional or pooling layer before the head")
-            weights = tf.reduce_mean(grad, axis=[1, 2], keepdims=True)
-            cam = tf.nn.relu(tf.reduce_sum(weights * maps, axis=-1))[0].numpy()
+        for m, grad in zip(maps, grads):  # one per scale, summed
+            if grad is None:
+                raise ValueError(f"layer {layer!r}: the class score does not depend on it")
+            weights = grad.mean(axis=(1, 2), keepdims=True)
+            cam = np.maximum((weights * m).sum(axis=-1), 0)[0]
             total += cv2.resize(cam.astype(np.float32), image.shape[1::-1],
                                 interpolation=cv2.INTER_LINEAR)
         heatmaps.append(_unit(total))
@@ -340,14 +419,11 @@ def integrated_gradients(estimator, X, target=None, steps: int = 32) -> list[np.
     once (the score is that of all scales combined, as the pipeline computes it) and the
     scales' attributions are summed at the first scale's side.
     """
-    tf = load_tensorflow()
-
     scorer = _scorer(estimator)
     sources = check_image_sources(X)
     images = _images(scorer, sources)
     predicted = np.argmax(scorer.decision(sources), axis=1) if target is None else None
     columns = _targets(scorer, target, len(images), predicted)
-    layer = scorer.default_layer()
     alphas = np.linspace(0, 1, steps + 1, dtype=np.float32)[1:, None, None, None]
     side = scorer.sides[0]
     out = []
@@ -356,16 +432,15 @@ def integrated_gradients(estimator, X, target=None, steps: int = 32) -> list[np.
         baselines = scorer.inputs(np.zeros_like(image))
         # One straight path from the black image to the image, at every scale at once: the
         # score is that of all scales together, as the fitted model computes it.
-        paths = [tf.constant(b + alphas * (x - b)) for x, b in zip(xs, baselines)]
-        with tf.GradientTape() as tape:
-            for path in paths:
-                tape.watch(path)
-            _, scores = scorer.forward(paths, layer)
-            score = scores[:, int(column)]
-        grads = tape.gradient(score, paths)
+        paths = [b + alphas * (x - b) for x, b in zip(xs, baselines)]
+
+        def score(*paths, column=int(column)):
+            return scorer.forward(list(paths))[:, column]
+
+        grads = gradients(score, paths)
         attribution = np.zeros((side, side), np.float32)
         for x, b, grad in zip(xs, baselines, grads):
-            per_scale = np.abs((x[0] - b[0]) * grad.numpy().mean(axis=0)).sum(axis=-1)
+            per_scale = np.abs((x[0] - b[0]) * grad.mean(axis=0)).sum(axis=-1)
             attribution += cv2.resize(per_scale.astype(np.float32), (side, side),
                                       interpolation=cv2.INTER_AREA)
         out.append(_unit(attribution))

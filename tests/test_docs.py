@@ -5,8 +5,9 @@ a command may use a file an earlier block wrote), in a sandbox laid out like a c
 ``work/`` (the current directory, with copies of benchmarks/ and examples/) beside
 ``shared/``, whose data are a few images of each class of every set in
 ../shared/data (the real weights are linked). The commands and code are those of the page,
-unchanged; only the data are smaller. Two lines are not run: the ``pip install`` of the
-README (CI runs it, as the README says) and ``python -m pytest`` (this test suite itself).
+unchanged; only the data are smaller. Not run: the ``pip install`` of the README (CI runs
+it, as the README says), ``python -m pytest`` (this test suite itself), and the same for
+the other Keras backends (their venvs, and the suite run there).
 """
 
 from __future__ import annotations
@@ -52,6 +53,10 @@ def sandbox(tmp_path_factory):
     return work
 
 
+#: A run of this test suite, on any interpreter and backend.
+_TEST_RUN = re.compile(r"^(\w+=\S+ )*(\S*/)?python -m pytest")
+
+
 def _commands(block: str) -> list[str]:
     """A bash block's commands: continuation lines joined; the install and the test run
     of the checkout instructions left out (see the module docstring)."""
@@ -59,7 +64,9 @@ def _commands(block: str) -> list[str]:
     commands = []
     for line in text.splitlines():
         line = line.strip()
-        if not line or line.startswith("#") or line.startswith("python -m pytest"):
+        if not line or line.startswith("#") or _TEST_RUN.match(line):
+            continue
+        if line.startswith("python -m venv"):  # another backend's venv: an install step
             continue
         if line.startswith("pip install"):
             line = line.partition("&&")[2].strip()

@@ -133,3 +133,31 @@ def test_cli_explain_writes_overlays(pipeline, squares, tmp_path):
     written = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert written == ["img_gradcam_block3_pool.png", "img_gradcam_block4_pool.png"]
     assert Image.open(tmp_path / "out" / written[0]).size == (64, 64)
+
+
+def _tiny_residual(include_top=False, weights=None, input_shape=(None, None, 3)):
+    """conv_a → conv_b, plus a shortcut from conv_a's output around conv_b."""
+    import keras
+
+    x = keras.Input(input_shape or (None, None, 3))
+    a = keras.layers.Conv2D(4, 3, padding="same", name="conv_a")(x)
+    b = keras.layers.Conv2D(4, 3, padding="same", name="conv_b")(a)
+    out = keras.layers.Add(name="add")([a, b])
+    return keras.Model(x, keras.layers.MaxPooling2D(2, name="pool")(out), name="tiny_res")
+
+
+def test_grad_cam_inside_a_residual_block_says_why(squares):
+    """conv_b's output does not determine the score (the shortcut bypasses it): refused
+    with the reason; conv_a and the pooled output, which do, are explained."""
+    from cnnfeatures.backbones import BackboneSpec, register_backbone
+
+    register_backbone(BackboneSpec("tiny_res", "", _tiny_residual, 32, 8, (), ("pool",),
+                                   preprocess=lambda a: a))
+    X, y, _ = squares
+    pipe = make_pipeline(CNNFeatureExtractor(backbone="tiny_res", weights=None, layer="pool"),
+                         LogisticRegression()).fit(X[:20], y[:20])
+    with pytest.raises(ValueError, match="'conv_b': the class score depends on more than"):
+        grad_cam(pipe, X[1:2], layer="conv_b", target=1)
+    for layer in ("conv_a", "add", "pool"):
+        (heat,) = grad_cam(pipe, X[1:2], layer=layer, target=1)
+        assert heat.shape == (64, 64) and heat.max() == pytest.approx(1)
