@@ -740,11 +740,14 @@ def _frozen_rows(exp: Experiment) -> tuple[tuple[str, ...], ...]:
 
 
 def _keras_description(model) -> dict:
-    """Epochs (best/run) and trainable parameters; with a held-out validation, its scores
-    and the threshold it chose."""
+    """Epochs (best/run), trainable parameters and the learning curves (loss and accuracy
+    per epoch, training and validation); with a held-out validation, its scores and the
+    threshold it chose."""
     clf = getattr(model, "estimator_", model)
     out = {"epochs": f"{clf.best_epoch_}/{clf.n_epochs_}",
-           "trainable parameters": clf.count_params(trainable_only=True)}
+           "trainable parameters": clf.count_params(trainable_only=True),
+           "history": {k: [round(v, 4) for v in values]
+                       for k, values in clf.history_.items()}}
     if isinstance(model, HeldOutValidation):
         out.update({f"validation {k}": v for k, v in model.validation_scores_.items()})
         out["threshold"] = model.threshold_
