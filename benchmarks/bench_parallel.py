@@ -8,12 +8,14 @@ passes of every process added up (``$CNNFEATURES_FORWARD_LOG``):
 2. Extraction of ``--images`` images on a Dask ``LocalCluster`` of 2 worker processes
    against one process, then a grid search under ``joblib.parallel_config(backend="dask")``
    on the same cluster (it should forward nothing).
-3. The docs/models.md grid (``FineTunedCNNClassifier``, frozen base, 2 learning rates x 2
-   dropouts, cv=3, ``--model-images`` images) with this checkout's code and, given
-   ``--old PATH`` (a checkout of an earlier commit), with that code.
+3. A grid like docs/models.md's (``FineTunedCNNClassifier``, frozen base, 2 learning rates
+   x 2 dropouts, cv=3, at most 5 epochs, ``--model-images`` images) with this checkout's
+   code and, given ``--old PATH`` (a checkout of an earlier commit), with that code.
+4. The docs/models.md grid as written (frozen base or blocks 1-4, 2 learning rates, cv=3,
+   up to 20 epochs), the same way: its cost is the training steps themselves.
 
 Usage: python benchmarks/bench_parallel.py [--images 240] [--model-images 24] [--old PATH]
-       [--data DIR] [--skip grid dask models]
+       [--data DIR] [--skip grid dask models docs]
 """
 
 from __future__ import annotations
@@ -53,6 +55,17 @@ grid = {"cnnfeatureextractor__layer": ["block4_pool", "block5_pool"],
         "cnnfeatureextractor__pooling": ["mean", "max"]}
 cv = StratifiedKFold(3, shuffle=True, random_state=0)
 search = GridSearchCV(pipe, grid, cv=cv, n_jobs=int(sys.argv[2])).fit(paths, labels)
+print(f"best {search.best_score_:.3f}")
+"""
+
+DOCS_GRID = PRELUDE + """
+from sklearn.model_selection import GridSearchCV
+from cnnfeatures import FineTunedCNNClassifier
+search = GridSearchCV(
+    FineTunedCNNClassifier(backbone="vgg16", weights=W, max_epochs=20, patience=5,
+                           random_state=0),
+    {"frozen": [("blocks",), ("block1", "block2", "block3", "block4")],
+     "learning_rate": [1e-4, 1e-5]}, cv=3).fit(paths, labels)
 print(f"best {search.best_score_:.3f}")
 """
 
@@ -128,7 +141,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=240)
     parser.add_argument("--model-images", type=int, default=24)
     parser.add_argument("--old", help="a checkout of an earlier commit, for the models grid")
-    parser.add_argument("--skip", nargs="*", default=[], choices=["grid", "dask", "models"])
+    parser.add_argument("--skip", nargs="*", default=[], choices=["grid", "dask", "models", "docs"])
     parser.add_argument("--data", default=str(SHARED / "data" / "mini_scene"),
                         help="images: <data>/<split>/<class>/*")
     args = parser.parse_args()
@@ -176,6 +189,16 @@ def main() -> None:
                            pythonpath=args.old)
             print(f"   {args.old}: {old:6.1f} s ({out.strip()})")
             print(f"   speed-up: {old / now:.1f}x (target >= 5)")
+
+    if "docs" not in args.skip:
+        print(f"\n4. docs/models.md grid as written: frozen base or blocks 1-4 x 2 learning "
+              f"rates, cv=3, up to 20 epochs, {args.model_images} images")
+        now, out = run(DOCS_GRID, str(args.model_images), log=tmp / "docs.log")
+        print(f"   this checkout: {now:6.1f} s ({out.strip()})")
+        if args.old:
+            old, out = run(DOCS_GRID, str(args.model_images), log=tmp / "docs-old.log",
+                           pythonpath=args.old)
+            print(f"   {args.old}: {old:6.1f} s ({out.strip()}); speed-up {old / now:.1f}x")
 
 
 if __name__ == "__main__":

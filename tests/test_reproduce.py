@@ -191,3 +191,20 @@ def test_held_out_validation_threshold_and_groups(tiny_backbone, bright_dark):
     with pytest.raises(ValueError, match="validation split of 1 images lacks or alone"):
         HeldOutValidation(clf, validation_fraction=0.125).fit(X[:8], lone,
                                                               groups=np.arange(8))
+
+
+def test_binary_records_carry_intervals_for_recall_specificity_and_auc():
+    from cnnfeatures.report import evaluation_record
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 200)
+    scores = y + rng.normal(0, 0.8, 200)
+    predicted = (scores > 0.5).astype(int)
+    r = evaluation_record(y, predicted, scores, names=["NORMAL", "PNEUMONIA"], n_resamples=300)
+    assert r["recall PNEUMONIA"] == np.mean(predicted[y == 1] == 1)
+    assert r["specificity PNEUMONIA"] == r["recall NORMAL"] == np.mean(predicted[y == 0] == 0)
+    for key in ("recall PNEUMONIA", "specificity PNEUMONIA", "roc_auc"):
+        assert r[f"{key}_low"] < r[key] < r[f"{key}_high"]
+        assert r[f"{key}_high"] - r[f"{key}_low"] < 0.25  # 200 cases: a few points each way
+    three = evaluation_record([0, 1, 2] * 20, [0, 1, 2] * 20, n_resamples=50)
+    assert "recall 0_low" not in three  # per-class intervals: binary problems only

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
+from functools import partial
 
 import numpy as np
 from imblearn.metrics import sensitivity_specificity_support
@@ -115,8 +116,9 @@ def evaluation_record(y_true, y_pred, scores=None, *, names: Sequence[str] | Non
     -------
     record : dict
         ``accuracy``, ``accuracy_low``/``accuracy_high``, ``balanced_accuracy`` (and its
-        interval), ``roc_auc`` (when scores are given and it is defined), and per class
-        ``recall <name>`` and ``specificity <name>``; ``n_test``.
+        interval), ``roc_auc`` (when scores are given and it is defined, with its
+        interval), and per class ``recall <name>`` and ``specificity <name>`` (with
+        intervals when there are two classes); ``n_test``.
 
     Examples
     --------
@@ -138,14 +140,42 @@ def evaluation_record(y_true, y_pred, scores=None, *, names: Sequence[str] | Non
     auc = _roc_auc(y_true, scores, labels)
     if auc is not None:
         record["roc_auc"] = auc
+        if n_resamples:
+            record["roc_auc_low"], record["roc_auc_high"] = bootstrap_interval(
+                y_true, np.asarray(scores, dtype=float), partial(_defined_auc, labels=labels),
+                n_resamples=n_resamples, random_state=random_state)
     recall, specificity, _ = sensitivity_specificity_support(y_true, y_pred, labels=labels,
                                                              average=None)
     for label, se, sp in zip(labels, recall, specificity):
         name = names[label] if names is not None else str(label)
         record[f"recall {name}"] = float(se)
         record[f"specificity {name}"] = float(sp)
+        if n_resamples and len(labels) == 2:  # binary: the figures a clinician reads
+            for key, rate in ((f"recall {name}", _rate_of(label, True)),
+                              (f"specificity {name}", _rate_of(label, False))):
+                record[f"{key}_low"], record[f"{key}_high"] = bootstrap_interval(
+                    y_true, y_pred, rate, n_resamples=n_resamples, random_state=random_state)
     record["n_test"] = int(len(y_true))
     return record
+
+
+def _defined_auc(y_true, scores, labels) -> float:
+    auc = _roc_auc(y_true, scores, labels)
+    if auc is None:
+        raise ValueError("ROC AUC undefined on this resample")
+    return auc
+
+
+def _rate_of(label, positive: bool):
+    """Recall (``positive``) or specificity of one class, undefined (ValueError) on a
+    resample without such cases."""
+    def rate(y_true, y_pred):
+        cases = (y_true == label) if positive else (y_true != label)
+        if not cases.any():
+            raise ValueError("no cases in this resample")
+        return float(np.mean((y_pred[cases] == label) == positive))
+
+    return rate
 
 
 def format_record(record: dict, names: Sequence[str]) -> str:
