@@ -187,10 +187,14 @@ def test_held_out_validation_threshold_and_groups(tiny_backbone, bright_dark):
     np.testing.assert_allclose(decision, proba[:, 1] - model.threshold_)
     np.testing.assert_array_equal(model.predict(X),
                                   model.classes_[(decision > 0).astype(int)])
-    lone = np.array([y[0]] * 7 + [y[-1]])  # one image of the second class
-    with pytest.raises(ValueError, match="validation split of 1 images lacks or alone"):
-        HeldOutValidation(clf, validation_fraction=0.125).fit(X[:8], lone,
-                                                              groups=np.arange(8))
+    from cnnfeatures.models import SmallDataWarning
+
+    lone = np.array([y[0]] * 7 + [y[-1]])  # one image of the second class: no split holds it
+    with pytest.warns(SmallDataWarning, match="cannot hold out 0.25 of 8 images"):
+        small = HeldOutValidation(clf, validation_fraction=0.25).fit(X[:8], lone,
+                                                                     groups=np.arange(8))
+    assert small.threshold_ is None and small.validation_scores_ == {}
+    assert small.predict(X[:2]).shape == (2,)
 
 
 def test_binary_records_carry_intervals_for_recall_specificity_and_auc():

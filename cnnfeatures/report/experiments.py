@@ -28,6 +28,7 @@ import inspect
 import json
 import os
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from functools import partial
@@ -516,8 +517,9 @@ class CrossValidatedChoice(ClassifierMixin, BaseEstimator):
 class HeldOutValidation(ClassifierMixin, BaseEstimator):
     """Train a Keras classifier on part of the training data; the held-out rest decides.
 
-    A share of the training images (patients kept whole when ``groups`` are given) is set
-    aside as the classifier's ``validation_data``: it stops training at the epoch of the
+    A share of the training images (patients kept whole when ``groups`` are given; up to 10
+    draws until both parts hold every class) is set aside as the classifier's
+    ``validation_data``: it stops training at the epoch of the
     lowest validation loss and, with two classes, picks the decision threshold that
     maximises ``scoring`` there (scikit-learn's ``TunedThresholdClassifierCV``). Nothing
     is chosen on a test set. The validation scores are kept as the measure of the choice.
@@ -539,7 +541,8 @@ class HeldOutValidation(ClassifierMixin, BaseEstimator):
         Probability of the second class from which it is predicted (None: arg-max).
     validation_scores_ : dict
         ``accuracy``, ``balanced_accuracy`` and ``roc_auc`` on the validation images,
-        with the chosen threshold.
+        with the chosen threshold (empty when no validation part could be held out: too
+        few images, and a :class:`~cnnfeatures.models.SmallDataWarning` says so).
     classes_ : ndarray
 
     Examples
@@ -557,29 +560,26 @@ class HeldOutValidation(ClassifierMixin, BaseEstimator):
         self.random_state = random_state
 
     def fit(self, X, y, groups=None):
-        from sklearn.model_selection import (
-            GroupShuffleSplit,
-            StratifiedShuffleSplit,
-            TunedThresholdClassifierCV,
-        )
+        from sklearn.model_selection import TunedThresholdClassifierCV
 
         from ..images import check_image_sources
 
         sources = check_image_sources(X)
         y = np.asarray(y)
-        if groups is not None:
-            splitter = GroupShuffleSplit(1, test_size=self.validation_fraction,
-                                         random_state=self.random_state)
-        else:
-            splitter = StratifiedShuffleSplit(1, test_size=self.validation_fraction,
-                                              random_state=self.random_state)
-        train, val = next(splitter.split(np.zeros(len(y)), y, groups))
+        split = self._split(y, groups)
+        if split is None:
+            from ..models import SmallDataWarning
+
+            warnings.warn(
+                f"cannot hold out {self.validation_fraction} of {len(y)} images with every "
+                "class on both sides: trained on all of them, arg-max decisions, no "
+                "validation scores", SmallDataWarning, stacklevel=2)
+            self.estimator_ = clone(self.estimator).fit(sources, y)
+            self.classes_ = self.estimator_.classes_
+            self.threshold_, self.validation_scores_ = None, {}
+            return self
+        train, val = split
         X_val, y_val = [sources[i] for i in val], y[val]
-        missing = sorted(set(y[train].tolist()) ^ set(y_val.tolist()), key=str)
-        if missing:
-            raise ValueError(f"the validation split of {len(val)} images lacks or alone "
-                             f"holds class(es) {missing}: use more images or a larger "
-                             "validation_fraction")
         self.estimator_ = clone(self.estimator).fit([sources[i] for i in train], y[train],
                                                     validation_data=(X_val, y_val))
         self.classes_ = self.estimator_.classes_
@@ -595,6 +595,28 @@ class HeldOutValidation(ClassifierMixin, BaseEstimator):
         self.validation_scores_ = {k: record[k] for k in ("accuracy", "balanced_accuracy",
                                                           "roc_auc") if k in record}
         return self
+
+    def _split(self, y, groups, attempts: int = 10):
+        """Train and validation indices with every class on both sides (patients whole
+        when ``groups`` are given), or None when ``attempts`` draws find none."""
+        from sklearn.model_selection import GroupShuffleSplit, StratifiedShuffleSplit
+
+        classes = set(np.unique(y).tolist())
+        for attempt in range(attempts):
+            seed = self.random_state + attempt
+            if groups is not None:
+                splitter = GroupShuffleSplit(1, test_size=self.validation_fraction,
+                                             random_state=seed)
+            else:
+                splitter = StratifiedShuffleSplit(1, test_size=self.validation_fraction,
+                                                  random_state=seed)
+            try:
+                train, val = next(splitter.split(np.zeros(len(y)), y, groups))
+            except ValueError:  # too few images of a class to stratify
+                return None
+            if set(y[train].tolist()) == set(y[val].tolist()) == classes:
+                return train, val
+        return None
 
     def _scores(self, X):
         proba = self.estimator_.predict_proba(X)
