@@ -45,8 +45,13 @@ def load_batch(sources, side: int) -> np.ndarray:
     ])
 
 
+def _unchanged(x):
+    return x
+
+
 def _batches(images, targets, batch_size, preprocess, policy, seed, weights=None):
-    """A keras PyDataset over uint8 images: preprocess per batch, augment on the fly."""
+    """A keras PyDataset over images (uint8) or activations (float32), in a new random
+    order every epoch: preprocess per batch, augment on the fly."""
     keras = load_keras()
 
     class Batches(keras.utils.PyDataset):
@@ -412,11 +417,14 @@ class KerasImageClassifier(ClassifierMixin, BaseEstimator):
                                                                   val_images)
             trainer.compile(optimizer=keras.optimizers.Adam(self.learning_rate),
                             loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+            # Batches cut from the arrays as they are needed: handed whole to Keras, the
+            # activations (4 GB for the chest X-rays' block3_pool) would be copied again.
             history = trainer.fit(
-                x_train, train_targets, sample_weight=weights,
-                validation_data=None if validation is None else (x_val, validation[1]),
-                epochs=self.max_epochs, batch_size=self.batch_size, callbacks=every,
-                shuffle=True, verbose=self._keras_verbose())
+                _batches(x_train, train_targets, self.batch_size, _unchanged, None, seed,
+                         weights),
+                validation_data=None if validation is None else _batches(
+                    x_val, validation[1], self.batch_size, _unchanged, None, seed),
+                epochs=self.max_epochs, callbacks=every, verbose=self._keras_verbose())
         else:
             data = _batches(train_images, train_targets, self.batch_size, self.preprocess,
                             policy, seed, weights)

@@ -829,18 +829,17 @@ def _finetune_layout(records, names):
 def _hybrid_runs(exp: Experiment, name: str, train: Split) -> list[Run]:
     from ..models import FineTunedCNNClassifier, HybridSepConvClassifier
 
-    runs = [
-        _keras_run(exp, dict(dataset=name, method="hybrid SepConv CNN"),
-                   HybridSepConvClassifier, **exp.keras_params(True)),
-        _keras_run(exp, dict(dataset=name, method="fine-tuned VGG (frozen base)"),
-                   FineTunedCNNClassifier, frozen=("blocks",), **exp.keras_params(True)),
-    ]
+    # Cheapest first, so that a long run has its first figures early.
+    runs = [_keras_run(exp, dict(dataset=name, method="fine-tuned VGG (frozen base)"),
+                       FineTunedCNNClassifier, frozen=("blocks",), **exp.keras_params(True))]
     if exp.budget.trainable_blocks is not None:  # the fine-tuning a CPU budget affords
         frozen = exp.base_frozen(())
         runs.append(_keras_run(
             exp, dict(dataset=name, method=f"fine-tuned VGG ({_frozen_label(frozen)} "
                                            "frozen)"),
             FineTunedCNNClassifier, frozen=frozen, **exp.keras_params(False)))
+    runs.append(_keras_run(exp, dict(dataset=name, method="hybrid SepConv CNN"),
+                           HybridSepConvClassifier, **exp.keras_params(True)))
     return runs
 
 
