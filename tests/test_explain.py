@@ -63,8 +63,14 @@ def test_pipeline_heatmap_peaks_on_the_square(pipeline, squares):
 
 
 def test_finetuned_heatmap_peaks_on_the_square(finetuned, squares):
+    """Where the network says "square", its map of that class peaks on the square.
+
+    (How many it recognises depends on its random start, which differs between Keras
+    backends: on JAX this seed recognises 32 of 40.)
+    """
     X, y, corners = squares
-    ones = np.flatnonzero(y)
+    ones = np.flatnonzero((y == 1) & (finetuned.predict(X) == 1))
+    assert len(ones) >= 0.75 * np.sum(y == 1)
     maps = grad_cam(finetuned, X[ones], layer="block2_pool")  # predicted class
     assert peak_on_square(maps, corners[ones]) >= 0.9
 
