@@ -195,6 +195,8 @@ def test_held_out_validation_threshold_and_groups(tiny_backbone, bright_dark):
                                                                      groups=np.arange(8))
     assert small.threshold_ is None and small.validation_scores_ == {}
     assert small.predict(X[:2]).shape == (2,)
+    with pytest.raises(ValueError, match="'validation_fraction' parameter"):
+        HeldOutValidation(clf, validation_fraction=1.5).fit(X, y)
 
 
 def test_binary_records_carry_intervals_for_recall_specificity_and_auc():

@@ -32,9 +32,11 @@ import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from functools import partial
+from numbers import Integral, Real
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context, clone
+from sklearn.utils._param_validation import HasMethods, Interval
 from sklearn.utils.metaestimators import available_if
 
 from .metrics import evaluation_record
@@ -552,6 +554,13 @@ class HeldOutValidation(ClassifierMixin, BaseEstimator):
     >>> model.fit(paths, labels, groups=patients).threshold_  # doctest: +SKIP
     """
 
+    _parameter_constraints: dict = {
+        "estimator": [HasMethods(["fit", "predict_proba"])],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "scoring": [str],
+        "random_state": [Interval(Integral, 0, None, closed="left")],
+    }
+
     def __init__(self, estimator, validation_fraction=0.2, scoring="balanced_accuracy",
                  random_state=0):
         self.estimator = estimator
@@ -559,6 +568,7 @@ class HeldOutValidation(ClassifierMixin, BaseEstimator):
         self.scoring = scoring
         self.random_state = random_state
 
+    @_fit_context(prefer_skip_nested_validation=False)
     def fit(self, X, y, groups=None):
         from sklearn.model_selection import TunedThresholdClassifierCV
 
