@@ -94,8 +94,8 @@ def _size_thread_pools(keras) -> None:
         import torch
 
         torch.set_num_threads(threads)
-    # JAX sizes its CPU pool from OMP_NUM_THREADS / XLA_FLAGS when it starts: joblib's
-    # OMP_NUM_THREADS already reaches it.
+    # JAX: XLA fixes its CPU thread pool when it starts, and offers no call to resize
+    # it; workers under JAX use the machine's cores (docs/backends.md).
 
 
 def backend_name() -> str:
