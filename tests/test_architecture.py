@@ -68,3 +68,26 @@ def test_no_module_imports_a_higher_floor():
                 upward.append(f"{path.relative_to(PACKAGE)} imports {part} "
                               f"(floor {FLOORS[part]} > {floor})")
     assert not upward, "\n".join(upward)
+
+
+BACKENDS = {"tensorflow", "jax", "jaxlib", "torch"}
+
+
+def _backend_imports(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {a.name.split(".")[0] for a in node.names} & BACKENDS
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            found |= {node.module.split(".")[0]} & BACKENDS
+    return found
+
+
+def test_only_backend_py_imports_a_keras_backend():
+    """TensorFlow, JAX and PyTorch are reached through cnnfeatures/backend.py alone
+    (docs/backends.md): everything else is Keras, so it runs on any of them."""
+    offenders = {str(p.relative_to(PACKAGE)): sorted(_backend_imports(p))
+                 for p in PACKAGE.rglob("*.py")
+                 if p.name != "backend.py" and _backend_imports(p)}
+    assert offenders == {}
+    assert _backend_imports(PACKAGE / "backend.py") == {"tensorflow", "jax", "torch"}
