@@ -325,7 +325,10 @@ def weights_fingerprint(weights: str | os.PathLike[str] | None, seed: int | None
     >>> weights_fingerprint(None, seed=7)
     'random-7'
     """
-    ref = _resolve_weights(weights, seed)
+    return _fingerprint(_resolve_weights(weights, seed), seed)
+
+
+def _fingerprint(ref: _WeightsRef, seed: int | None) -> str:
     if ref.kind == "file":
         return f"file-{ref.key[1]}"
     if ref.kind == "random":
@@ -341,11 +344,9 @@ def network_fingerprint(backbone: str, weights: str | os.PathLike[str] | None, *
     spec = get_backbone(backbone)
     ref = _resolve_weights(weights, seed, backbone=spec.name,
                            need_top=need_fc and bool(spec.fc_layers))
-    if ref.kind == "file":
-        return f"file-{ref.key[1]}"
-    if ref.kind == "random":
-        return None if seed is None else f"random-{seed}"
-    return "imagenet"
+    if ref.kind == "random" and seed is None:
+        return None
+    return _fingerprint(ref, seed)
 
 
 def _imagenet_help(spec: BackboneSpec, include_top: bool) -> str:
@@ -805,13 +806,10 @@ def weights_have_top(backbone: str, weights: str | os.PathLike[str] | None) -> b
 
 def _build_network(spec: BackboneSpec, ref: _WeightsRef, with_fc: bool,
                    precision: str = "float32") -> FeatureNetwork:
-    if ref.kind == "random":
-        seed = ref.key[1]
-        fingerprint = f"random-{uuid.uuid4().hex}" if seed is None else f"random-{seed}"
-    elif ref.kind == "imagenet":
-        fingerprint = "imagenet"
-    else:
-        fingerprint = f"file-{ref.key[1]}"
+    seed = ref.key[1] if ref.kind == "random" else None
+    # An unseeded random network is new in every process: an identity of its own.
+    fingerprint = (f"random-{uuid.uuid4().hex}" if ref.kind == "random" and seed is None
+                   else _fingerprint(ref, seed))
 
     def network(model, fc_pretrained: bool) -> FeatureNetwork:
         return FeatureNetwork(spec, model, fingerprint, fc_pretrained, precision)

@@ -343,8 +343,6 @@ def cmd_reproduce(args) -> int:
                for k, v in changes.items() if v is not None}
     if args.budget not in BUDGETS:
         raise ValueError(f"--budget must be one of {list(BUDGETS)}, got {args.budget!r}")
-    if args.cache_dir:  # the Keras classifiers' frozen prefixes read the same directory
-        os.environ["CNNFEATURES_CACHE_DIR"] = args.cache_dir
     budget = BUDGETS[args.budget]
     budget = replace(budget, **changes, name=budget.name + ("*" if changes else ""))
     exp = Experiment(backbone=args.backbone, weights=args.weights, budget=budget,
@@ -516,8 +514,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "or NAME=PATTERN for the dataset folder NAME (e.g. "
                         "chest_xray=chest_xray, a key of PATIENT_PATTERNS)")
     p.add_argument("--cache-dir", default=None,
-                   help="reuse activations across runs (also the Keras classifiers' "
-                        "frozen-prefix activations: $CNNFEATURES_CACHE_DIR is set to it)")
+                   help="reuse activations across runs (the Keras classifiers' "
+                        "frozen-prefix activations too)")
     p.add_argument("--seed", type=int, default=0, help="random seed of every part")
     p.add_argument("--fresh", action="store_true",
                    help="measure every run again (the journal of finished runs in the "

@@ -196,26 +196,27 @@ class _Extraction:
             # Claims are taken a batch at a time, so that processes interleave batches.
             step = self.side_batch(side)
             while todo:
-                mine, ready = [], set()
+                mine, elsewhere, looked = [], [], 0
                 for i in todo:
                     if len(mine) == step:
                         break
+                    looked += 1
                     key = plan.claim_key(digests[i], side)
-                    if self.cache.claim(key):
-                        # Another process may have finished it between our look and claim.
-                        if self._lookup(i, side, digests, results):
-                            self.cache.release(key)
-                            ready.add(i)
-                        else:
-                            mine.append(i)
+                    if not self.cache.claim(key):
+                        elsewhere.append(i)  # another process forwards it now
+                    elif self._lookup(i, side, digests, results):
+                        self.cache.release(key)  # another process finished it meanwhile
+                    else:
+                        mine.append(i)
                 try:
                     self._forward(side, mine, sources, names, digests, payloads, results)
                 finally:
                     for i in mine:
                         self.cache.release(plan.claim_key(digests[i], side))
-                done = set(mine) | ready
-                todo = [i for i in todo if i not in done
-                        and not self._lookup(i, side, digests, results)]
+                # Only the images other processes hold are looked up again; the rest are
+                # looked up when their claim is taken.
+                todo = todo[looked:] + [i for i in elsewhere
+                                        if not self._lookup(i, side, digests, results)]
                 if todo and not mine:
                     time.sleep(CLAIM_POLL_SECONDS)
         return results
@@ -334,10 +335,12 @@ class ExtractionSettings:
         return network_fingerprint(self.backbone, self.weights, need_fc=self.need_fc,
                                    seed=self.seed)
 
-    def card(self, cache: ActivationCache | None, verbose: int = 0) -> NetworkCard:
+    def card(self, cache: ActivationCache | None, verbose: int = 0,
+             fingerprint: str | None = None) -> NetworkCard:
         """The network's card: from the cache when a process wrote it there, else from the
-        network, built here (and the card written for the next process)."""
-        fingerprint = self.fingerprint()
+        network, built here (and the card written for the next process). ``fingerprint``:
+        :meth:`fingerprint`, when the caller has it already."""
+        fingerprint = fingerprint or self.fingerprint()
         key = None
         if fingerprint is not None and cache is not None:
             key = make_key("network card", self.backbone, fingerprint, self.precision,
@@ -579,7 +582,7 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
         now = settings.fingerprint()
         if now is not None and now != self.weights_fingerprint_:
             self._weights_changed(now)
-        card = settings.card(self._cache(), self.verbose)
+        card = settings.card(self._cache(), self.verbose, fingerprint=now)
         spec = get_backbone(card.backbone)
         cached = [name for name in spec.pooled_layers if name in card.layer_names
                   and (name not in spec.fc_layers or card.fc_pretrained)]
@@ -635,7 +638,7 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
     def _extract(self, plan: _Plan, sources) -> Iterator[dict]:
         """Yield, per image, {(side, layer): array}; streams in chunks to bound memory."""
         n = len(sources)
-        # Counts forward passes (image x scale) actually run: cache hits cost nothing.
+        # Counts (image, scale) pairs done, found in the cache or forwarded.
         progress = Progress(n * len(plan.sides), f"{plan.card.backbone} forward passes",
                             verbose=self.verbose)
         engine = _Extraction(plan, self._cache(), self.batch_size, progress)

@@ -237,3 +237,26 @@ def test_frozen_prefix_is_computed_once_per_image_across_a_grid(task):
     assert len(prefix) == 1  # one prefix identity: same weights, same layers
     assert sum(prefix.values()) == len(X)  # 4 candidates x 2 folds + refit: each image once
     assert search.best_estimator_.frozen_prefix_cached_
+
+
+def test_cache_frozen_directory_holds_the_prefixes_across_fits(task, tmp_path):
+    """cache_frozen=<path>: the prefix activations go to that directory, and a new
+    estimator naming it forwards nothing through the prefix."""
+    from cnnfeatures.cache import clear_memory_cache
+    from cnnfeatures.instrumentation import forward_pass_counts
+
+    X, y = task
+    directory = tmp_path / "prefixes"
+
+    def prefix_passes():
+        return sum(n for key, n in forward_pass_counts().items() if "frozen prefix" in key[0])
+
+    clear_memory_cache()
+    before = prefix_passes()
+    small(cache_frozen=str(directory), max_epochs=1).fit(X, y)
+    assert prefix_passes() - before == len(X)
+    assert len(list(directory.rglob("*.npy"))) == len(X)
+    clear_memory_cache()  # only the directory can answer now
+    before = prefix_passes()
+    small(cache_frozen=directory, max_epochs=1, learning_rate=1e-2).fit(X, y)
+    assert prefix_passes() == before

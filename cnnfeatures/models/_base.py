@@ -198,7 +198,7 @@ class KerasImageClassifier(ClassifierMixin, BaseEstimator):
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
         "class_weight": [StrOptions({"balanced"}), dict, None],
         "augmentation": [ImageAugmenter, AugmentationPolicy, None],
-        "cache_frozen": ["boolean"],
+        "cache_frozen": ["boolean", str, os.PathLike],
         "warm_start": ["boolean"],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
@@ -496,7 +496,8 @@ class KerasImageClassifier(ClassifierMixin, BaseEstimator):
         cut = names.index(prefix)
         prefix_model = keras.Model(model.input, model.get_layer(prefix).output)
         identity = _prefix_identity(model, cut, self.input_side_)
-        cache = get_cache(default_cache_dir()) if self.cache_frozen else None
+        cache = get_cache(default_cache_dir() if self.cache_frozen is True
+                          else self.cache_frozen)
         x_train = self._prefix_activations(prefix_model, train_images, identity, cache)
         x_val = (None if val_images is None else
                  self._prefix_activations(prefix_model, val_images, identity, cache))

@@ -49,8 +49,11 @@ class FineTunedCNNClassifier(KerasImageClassifier):
     class_weight : "balanced", dict or None, default=None
     augmentation : ImageAugmenter, AugmentationPolicy or None, default=None
         Random views drawn anew at every epoch.
-    cache_frozen : bool, default=True
-        Compute a frozen prefix once per image (without augmentation).
+    cache_frozen : bool or path, default=True
+        Compute a frozen prefix once per image (without augmentation), its activations
+        kept in the activation cache (True: the default one, see
+        :func:`~cnnfeatures.cache.default_cache_dir`; a path: that directory, shared by
+        every process and run that names it; False: not computed apart).
     warm_start : bool, default=False
         Continue training the fitted network at the next ``fit`` (same classes) instead
         of building a new one.

@@ -391,7 +391,10 @@ class Experiment:
         params = dict(backbone=self.backbone, weights=self.weights,
                       learning_rate=b.learning_rate, patience=b.patience,
                       max_epochs=b.max_epochs if frozen_base else b.base_epochs,
-                      class_weight=b.class_weight, random_state=self.random_state)
+                      class_weight=b.class_weight, random_state=self.random_state,
+                      # A cache directory holds the frozen prefixes' activations too.
+                      cache_frozen=(self.cache if isinstance(self.cache, (str, os.PathLike))
+                                    else True))
         return {**params, **self.model_params}
 
     def keras_model(self, estimator):
