@@ -8,7 +8,7 @@ from .augmentation import AugmentationPolicy, ImageAugmenter, augmentation_grid
 from .datasets import PATIENT_PATTERNS, load_image_folder
 from .descriptors import LocalDescriptors
 from .extraction import CNNFeatureExtractor, scale_side
-from .images import ImageLoadError, load_image
+from .images import ImageLoadError, LowBitDepthWarning, load_image
 from .models import FineTunedCNNClassifier, HybridSepConvClassifier
 from .preprocessing import CLAHETransformer
 from .vlad import VLADEncoder
@@ -26,6 +26,7 @@ __all__ = [
     "HybridSepConvClassifier",
     "ImageLoadError",
     "LocalDescriptors",
+    "LowBitDepthWarning",
     "load_image",
     "load_image_folder",
     "scale_side",

@@ -24,8 +24,12 @@ _SAID_MAX = 1000  # distinct warnings remembered (oldest forgotten first)
 _LOCK = threading.Lock()
 
 
-def warn_once(message: str, category: type[Warning] = UserWarning, stacklevel: int = 2) -> None:
+def warn_once(message: str, category: type[Warning] = UserWarning, stacklevel: int = 2,
+              *, key: str | None = None) -> None:
     """Issue a warning, unless the same one was issued before in this process.
+
+    ``key``: what counts as "the same" when the message differs from one occurrence to the
+    next (it names the first file, say); by default the message itself.
 
     Examples
     --------
@@ -38,7 +42,7 @@ def warn_once(message: str, category: type[Warning] = UserWarning, stacklevel: i
     1
     >>> reset_warnings()
     """
-    key = (category, message)
+    key = (category, message if key is None else key)
     with _LOCK:
         if key in _SAID:
             return

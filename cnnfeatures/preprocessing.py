@@ -17,7 +17,7 @@ from .images import (
     transient,
 )
 
-__all__ = ["CLAHETransformer", "clahe"]
+__all__ = ["CLAHETransformer", "check_tile_size", "clahe"]
 
 COLOR_MODES = ("lab", "per_channel", "gray")
 
@@ -25,6 +25,19 @@ COLOR_MODES = ("lab", "per_channel", "gray")
 def _equalize(channel: np.ndarray, clip_limit: float, tiles: tuple[int, int]) -> np.ndarray:
     # OpenCV's CLAHE takes 8- and 16-bit single-channel images and keeps their depth.
     return cv2.createCLAHE(clipLimit=clip_limit, tileGridSize=tiles).apply(channel)
+
+
+def check_tile_size(shape: tuple[int, ...], tiles: tuple[int, int],
+                    name: str = "image") -> None:
+    """Refuse an image too small for its tile grid. Below two pixels a tile, each tile's
+    histogram holds a pixel or two, and equalising it sends any flat image to white."""
+    height, width = shape[:2]
+    if height < 2 * tiles[1] or width < 2 * tiles[0]:
+        raise ValueError(
+            f"{name}: {height}x{width} pixels is too small for CLAHE's tile_grid_size "
+            f"{tiles}: tiles need at least 2x2 pixels (here at least {2 * tiles[1]}x"
+            f"{2 * tiles[0]}); pass a smaller tile_grid_size or larger images"
+        )
 
 
 def clahe(image: np.ndarray, clip_limit: float = 2.0, tile_grid_size=(8, 8),
@@ -60,6 +73,7 @@ def clahe(image: np.ndarray, clip_limit: float = 2.0, tile_grid_size=(8, 8),
         raise ValueError(f"color_mode must be one of {list(COLOR_MODES)}, got {color_mode!r}")
     if image.dtype not in (np.uint8, np.uint16):
         raise ValueError(f"CLAHE needs uint8 or uint16 images, got {image.dtype}")
+    check_tile_size(image.shape, tiles)
     if image.ndim == 2:
         return _equalize(image, clip_limit, tiles)
     if color_mode == "gray":
@@ -169,8 +183,10 @@ class CLAHETransformer(TransformerMixin, BaseEstimator, auto_wrap_output_keys=No
         sources = check_image_sources(X)
         out = []
         for i, s in enumerate(sources):
-            equalised = clahe(load_image_native(s, name=image_name(s, i)), self.clip_limit,
-                              tiles, self.color_mode)
+            name = image_name(s, i)
+            image = load_image_native(s, name=name)
+            check_tile_size(image.shape, tiles, name)
+            equalised = clahe(image, self.clip_limit, tiles, self.color_mode)
             # An augmented copy stays transient: its equalised pixels are new content too.
             out.append(transient(equalised) if isinstance(s, TransientImage) else equalised)
         return out

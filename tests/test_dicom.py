@@ -76,3 +76,43 @@ def test_broken_dicom_named(tmp_path):
     path.write_bytes(b"\0" * 128 + b"DICM" + b"\x02\x00" * 10)
     with pytest.raises(ImageLoadError, match="broken.dcm: unreadable DICOM"):
         load_image(path)
+
+
+def _colour_dataset(**elements):
+    return dicom_dataset(Modality="OT", Rows=4, Columns=8, PixelRepresentation=0, **elements)
+
+
+def test_palette_colour_goes_through_its_colour_table(tmp_path):
+    ds = _colour_dataset(PhotometricInterpretation="PALETTE COLOR", BitsAllocated=16,
+                         BitsStored=16, HighBit=15)
+    for colour, entry in (("Red", 65535), ("Green", 0), ("Blue", 32896)):
+        setattr(ds, f"{colour}PaletteColorLookupTableDescriptor", [8, 0, 16])
+        setattr(ds, f"{colour}PaletteColorLookupTableData",
+                np.full(8, entry, np.uint16).tobytes())
+    ds.PixelData = np.tile(np.arange(8, dtype=np.uint16), (4, 1)).tobytes()
+    ds.save_as(tmp_path / "palette.dcm", enforce_file_format=True)
+    np.testing.assert_allclose(load_image(tmp_path / "palette.dcm"),
+                               np.broadcast_to([255, 0, 128], (4, 8, 3)), atol=0.01)
+
+
+def test_12_bit_rgb_dicom_read_on_its_bits_stored(tmp_path):
+    ds = _colour_dataset(PhotometricInterpretation="RGB", SamplesPerPixel=3,
+                         PlanarConfiguration=0, BitsAllocated=16, BitsStored=12, HighBit=11)
+    rgb = np.zeros((4, 8, 3), np.uint16)
+    rgb[..., 0] = 4095
+    rgb[..., 1] = 2048
+    ds.PixelData = rgb.tobytes()
+    ds.save_as(tmp_path / "rgb12.dcm", enforce_file_format=True)
+    out = load_image(tmp_path / "rgb12.dcm")
+    np.testing.assert_allclose(out[0, 0], [255, 2048 * 255 / 4095, 0], atol=0.01)
+
+
+@pytest.mark.parametrize("slope", ["NaN", "inf"])
+def test_non_finite_rescale_slope_is_named(tmp_path, slope):
+    path = write_dicom(tmp_path / "s.dcm", np.arange(32).reshape(4, 8))
+    ds = pydicom.dcmread(path)
+    with pydicom.config.disable_value_validation():
+        ds.RescaleSlope = slope
+        ds.save_as(path)
+    with pytest.raises(ImageLoadError, match=r"s\.dcm: RescaleSlope is (nan|inf)"):
+        load_image(path)

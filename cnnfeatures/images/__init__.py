@@ -11,7 +11,10 @@ Whatever the source, :func:`load_image` returns ``float32`` RGB of shape ``(H, W
 the 0–255 scale that Keras' ``preprocess_input`` functions expect:
 
 * 8-bit values are kept; 16-bit values are scaled by ``255 / 65535`` (the type's range,
-  never by the image's own minimum and maximum, never clipped);
+  never by the image's own minimum and maximum, never clipped); a 16-bit PNG whose sBIT
+  chunk declares fewer significant bits, and whose values fit them, is scaled by its
+  declared range; other 16-bit images whose values fit in 12 bits get a
+  :class:`LowBitDepthWarning`;
 * floating-point arrays are taken to be on the 0–255 scale already; values outside
   ``[0, 255]``, NaN and infinity are errors, and so are float images whose values all lie
   in ``[0, 1]`` (they look normalised: multiply them by 255), since guessing a scale would
@@ -22,6 +25,8 @@ the 0–255 scale that Keras' ``preprocess_input`` functions expect:
 * an alpha channel is composited onto **black** (``rgb * alpha / max``), so transparent
   pixels read as background zeros, like the black surround of microscopy crops;
 * the EXIF orientation tag is applied, so a photo reads the way viewers show it;
+* a file holds one image: multi-page TIFF, animated GIF, PNG and WebP files are errors
+  (camera MPO files read as their first, main image);
 * DICOM files (any file with the DICM marker, or a ``.dcm`` file that is not another
   image format; the ``[dicom]`` extra) go through the modality LUT, then a window, see
   :func:`load_dicom`;
@@ -44,6 +49,7 @@ from .sources import (
     IMAGE_EXTENSIONS,
     ImageLoadError,
     ImageSource,
+    LowBitDepthWarning,
     TransientImage,
     check_image_sources,
     image_digest,
@@ -60,6 +66,7 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "ImageLoadError",
     "ImageSource",
+    "LowBitDepthWarning",
     "TransientImage",
     "check_image_sources",
     "composite_alpha",

@@ -5,9 +5,10 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .sources import ImageLoadError
+from ..messages import warn_once
+from .sources import ImageLoadError, LowBitDepthWarning
 
-__all__ = ["composite_alpha", "resize_square", "to_rgb_float"]
+__all__ = ["check_image_shape", "composite_alpha", "resize_square", "to_rgb_float"]
 
 
 def to_rgb_float(array: np.ndarray, name: str = "array image") -> np.ndarray:
@@ -18,9 +19,12 @@ def to_rgb_float(array: np.ndarray, name: str = "array image") -> np.ndarray:
     array : ndarray of shape (H, W), (H, W, 1), (H, W, 2), (H, W, 3) or (H, W, 4)
         ``uint8`` (kept), ``uint16`` (scaled by 255/65535) or floating point on the 0–255
         scale. A last channel after gray (2) or RGB (3) is alpha, composited onto black.
-        Float images whose values all lie in ``[0, 1]`` (and are not all zero) are refused:
-        they look normalised to ``[0, 1]``, and reading them on the 0–255 scale would give
-        nearly black images and silently wrong features.
+        Float images whose colour values all lie in ``[0, 1]`` (and are not all zero) are
+        refused: they look normalised to ``[0, 1]``, and reading them on the 0–255 scale
+        would give nearly black images and silently wrong features. So is a float alpha
+        channel on ``[0, 1]`` beside colour on 0–255. A ``uint16`` image whose values all
+        fit in 12 bits gets a :class:`LowBitDepthWarning` (once per process): it reads
+        nearly black on the 16-bit scale.
     name : str
         How to name the image in error messages.
 
@@ -41,19 +45,17 @@ def to_rgb_float(array: np.ndarray, name: str = "array image") -> np.ndarray:
     arr = np.asarray(array)
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[:, :, 0]
-    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (2, 3, 4)):
-        raise ImageLoadError(
-            f"{name}: expected an image of shape (H, W), (H, W, 1), (H, W, 3) or (H, W, 4), "
-            f"got shape {arr.shape}"
-        )
-    if arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise ImageLoadError(f"{name}: zero-size image (shape {arr.shape})")
+    check_image_shape(arr, name)
     if arr.dtype == np.uint8:
         scale, max_value = 1.0, 255.0
     elif arr.dtype == np.uint16:
+        _check_bit_depth(arr, name)
         scale, max_value = 255.0 / 65535.0, 65535.0
     elif arr.dtype.kind == "f":
-        _check_float_scale(arr, name)
+        has_alpha = arr.ndim == 3 and arr.shape[2] in (2, 4)
+        _check_float_scale(arr[:, :, :-1] if has_alpha else arr, name)
+        if has_alpha:
+            _check_float_alpha(arr, name)
         scale, max_value = 1.0, 255.0
     else:
         raise ImageLoadError(
@@ -69,6 +71,18 @@ def to_rgb_float(array: np.ndarray, name: str = "array image") -> np.ndarray:
             color = np.repeat(color, 3, axis=2)
         return np.ascontiguousarray(color * alpha[:, :, None], dtype=np.float32)
     return out
+
+
+def check_image_shape(arr: np.ndarray, name: str = "array image") -> None:
+    """Refuse, naming the image, an array that is not one image: a shape other than
+    ``(H, W)``, ``(H, W, 1)``, ``(H, W, 2)``, ``(H, W, 3)``, ``(H, W, 4)``, or zero size."""
+    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (1, 2, 3, 4)):
+        raise ImageLoadError(
+            f"{name}: expected an image of shape (H, W), (H, W, 1), (H, W, 3) or (H, W, 4), "
+            f"got shape {arr.shape}"
+        )
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise ImageLoadError(f"{name}: zero-size image (shape {arr.shape})")
 
 
 def _check_float_scale(arr: np.ndarray, name: str) -> None:
@@ -87,6 +101,41 @@ def _check_float_scale(arr: np.ndarray, name: str) -> None:
             "scaled to [0, 1], but float images are read on the 0-255 scale; multiply it by "
             "255 (or pass it as uint8, if it really is that dark on the 0-255 scale)"
         )
+
+
+def _check_float_alpha(arr: np.ndarray, name: str) -> None:
+    alpha, color = arr[:, :, -1], arr[:, :, :-1]
+    if not np.isfinite(alpha).all():
+        raise ImageLoadError(f"{name}: its alpha channel contains NaN or infinite values")
+    lo, hi = float(alpha.min()), float(alpha.max())
+    if lo < 0 or hi > 255:
+        raise ImageLoadError(f"{name}: float alpha must lie in [0, 255] like the colour, got "
+                             f"values in [{lo:g}, {hi:g}]")
+    if hi <= 1 and float(color.max()) > 1:
+        # Opaque is 1.0 by the float convention, 255 on the scale of the colour: composited
+        # as it stands, the image would be 255 times too dark.
+        raise ImageLoadError(
+            f"{name}: the alpha channel lies in [{lo:g}, {hi:g}] while the colour is on the "
+            "0-255 scale; float alpha is read on the colour's scale (255 = opaque): multiply "
+            "alpha by 255, or drop it if the image is opaque"
+        )
+
+
+#: A 16-bit image whose maximum is below this fits in 12 bits (4095).
+_TWELVE_BITS = 1 << 12
+
+
+def _check_bit_depth(arr: np.ndarray, name: str) -> None:
+    top = int(arr.max())
+    if 0 < top < _TWELVE_BITS:
+        warn_once(
+            f"{name}: a 16-bit image whose values all lie in 0-{top} (12 bits or fewer); read "
+            f"on the 16-bit scale it is at most {top / 65535:.1%} of full brightness. If the "
+            "data are 12-bit detector values stored unscaled, rescale the files to the full "
+            "16-bit range (or, for PNG, declare their depth in an sBIT chunk, which is "
+            "honoured); CLAHETransformer equalises such images before the network too. Said "
+            "once per process; other such images are read the same way.",
+            LowBitDepthWarning, stacklevel=4, key="16-bit image within 12 bits")
 
 
 def composite_alpha(arr: np.ndarray) -> np.ndarray:

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .arrays import composite_alpha, resize_square, to_rgb_float
+from .arrays import check_image_shape, composite_alpha, resize_square, to_rgb_float
 from .dicom import NotDicomError, has_dicom_marker, load_dicom
 from .sources import ImageLoadError, ImageSource, pixels, read_image_bytes
 
@@ -45,11 +45,82 @@ _KEPT_MODES = frozenset({"L", "LA", "RGB", "RGBA", "I", "F"})
 
 def _normalise_mode(img: Image.Image) -> Image.Image:
     mode = img.mode
+    if mode in ("L", "RGB", "P") and "transparency" in img.info:
+        # A tRNS colour key (gray, RGB or palette entries): made an alpha channel, so that
+        # transparent pixels are composited like those of any other image with alpha.
+        return img.convert("LA" if mode == "L" else "RGBA")
     if mode in _KEPT_MODES:
         return img
     if mode == "P":
-        return img.convert("RGBA" if "transparency" in img.info else "RGB")
+        return img.convert("RGB")
     return img.convert(_MODE_TARGET.get(mode, "RGB"))
+
+
+def _check_one_frame(name: str, img: Image.Image) -> None:
+    """One image per file: a multi-page TIFF or an animation is refused, not cut to its
+    first frame. Camera MPO files are the exception: their first frame is the photo, the
+    others previews or the second eye of a stereo pair."""
+    frames = getattr(img, "n_frames", 1)
+    if frames > 1 and img.format != "MPO":
+        raise ImageLoadError(
+            f"{name}: a {img.format} file of {frames} frames (pages or an animation); "
+            "cnnfeatures reads one image per file: save each frame you want as its own file"
+        )
+
+
+def _png_significant_bits(data: bytes) -> int | None:
+    """The bit count a PNG's sBIT chunk declares (the largest over channels), or None."""
+    pos = 8  # after the signature: chunks of length, type, data, CRC; sBIT precedes IDAT
+    while pos + 8 <= len(data):
+        length = int.from_bytes(data[pos:pos + 4], "big")
+        kind = data[pos + 4:pos + 8]
+        if kind == b"sBIT":
+            values = data[pos + 8:pos + 8 + length]
+            return max(values) if values else None
+        if kind in (b"IDAT", b"IEND"):
+            return None
+        pos += 12 + length
+    return None
+
+
+def _expand_significant_bits(arr: np.ndarray, data: bytes, img: Image.Image) -> np.ndarray:
+    """A 16-bit PNG whose sBIT declares ``b < 16`` bits, and whose values fit in ``b``
+    bits, holds unscaled ``b``-bit data (12-bit detector values, typically): scale it to
+    the 16-bit range. (Files that follow the PNG rule have scaled their values up already;
+    they are left as they are.)"""
+    if arr.dtype != np.uint16 or img.format != "PNG":
+        return arr
+    bits = _png_significant_bits(data)
+    if bits is None or not 1 <= bits < 16:
+        return arr
+    top = (1 << bits) - 1
+    if int(arr.max()) > top:
+        return arr
+    return np.rint(arr * (65535.0 / top)).astype(np.uint16)
+
+
+#: EXIF orientation -> the NumPy operation that shows the image as a viewer does (the
+#: transposition Pillow's ``ImageOps.exif_transpose`` applies for the same tag).
+_ORIENT = {
+    2: lambda a: a[:, ::-1],
+    3: lambda a: a[::-1, ::-1],
+    4: lambda a: a[::-1],
+    5: lambda a: a.swapaxes(0, 1),
+    6: lambda a: np.rot90(a, -1),
+    7: lambda a: a.swapaxes(0, 1)[::-1, ::-1],
+    8: lambda a: np.rot90(a, 1),
+}
+
+
+def _orient(arr: np.ndarray, img: Image.Image) -> np.ndarray:
+    """Apply the EXIF orientation tag to an array OpenCV decoded (OpenCV's unchanged
+    read ignores it)."""
+    try:
+        orientation = img.getexif().get(0x0112, 1)
+    except Exception:  # a broken EXIF block must not hide the pixels, as in _decode_pillow
+        return arr
+    turn = _ORIENT.get(orientation)
+    return arr if turn is None else np.ascontiguousarray(turn(arr))
 
 
 def _is_deep_colour(img: Image.Image, data: bytes) -> bool:
@@ -65,15 +136,15 @@ def _is_deep_colour(img: Image.Image, data: bytes) -> bool:
     return False
 
 
-def _decode_deep_colour(name: str, data: bytes) -> np.ndarray:
+def _decode_deep_colour(name: str, data: bytes, img: Image.Image) -> np.ndarray:
     arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if arr is None:
         raise ImageLoadError(f"{name}: truncated or corrupt 16-bit colour image data")
     if arr.ndim == 3 and arr.shape[2] == 3:
-        return cv2.cvtColor(arr, cv2.COLOR_BGR2RGB)
-    if arr.ndim == 3 and arr.shape[2] == 4:
-        return cv2.cvtColor(arr, cv2.COLOR_BGRA2RGBA)
-    return arr
+        arr = cv2.cvtColor(arr, cv2.COLOR_BGR2RGB)
+    elif arr.ndim == 3 and arr.shape[2] == 4:
+        arr = cv2.cvtColor(arr, cv2.COLOR_BGRA2RGBA)
+    return _orient(arr, img)
 
 
 def _open(name: str, data: bytes) -> Image.Image:
@@ -99,6 +170,10 @@ def _decode_pillow(name: str, img: Image.Image, target_side: int | None) -> np.n
         # large photo then costs a fraction of the memory and time. The result stays at
         # least as large as asked, so the final resize only ever shrinks it.
         img.draft(img.mode, (target_side, target_side))
+    stored_mode = img.mode
+    # Read before the transformations below, whose copies keep neither format nor tags.
+    stores_int32 = stored_mode == "I" and img.format == "TIFF" and max(
+        np.atleast_1d(getattr(img, "tag_v2", {}).get(258, 0))) > 16
     try:
         img.load()
         img = _normalise_mode(img)
@@ -116,17 +191,28 @@ def _decode_pillow(name: str, img: Image.Image, target_side: int | None) -> np.n
         factor = min(img.width, img.height) // (2 * target_side)
         if factor >= 2:
             img = img.reduce(factor)
-    return _pil_to_array(img, name)
+    return _pil_to_array(img, name, stored_mode, stores_int32)
 
 
-def _pil_to_array(img: Image.Image, name: str) -> np.ndarray:
+def _pil_to_array(img: Image.Image, name: str, stored_mode: str,
+                  stores_int32: bool) -> np.ndarray:
     arr = np.asarray(img)
     if img.mode == "I":
-        # 32-bit integer mode: Pillow uses it for 16-bit grayscale PNG/TIFF. Values must fit
-        # the 16-bit range to be scaled without clipping.
+        # Pillow's 32-bit integer mode, which 16-bit gray files are brought to. A file that
+        # stores 32-bit integers carries no scale: values above 255 can only be on the
+        # 16-bit one, but 0-240 may be an 8-bit image as well as a dark 16-bit one.
+        top = int(arr.max()) if arr.size else 0
+        if stores_int32 and 0 < top <= 255 and int(arr.min()) >= 0:
+            raise ImageLoadError(
+                f"{name}: 32-bit integer pixels all in [{int(arr.min())}, {top}]: on the "
+                "8-bit scale, or a dark image on the 16-bit one? Save it as 8-bit or 16-bit "
+                "unsigned integers (or pass a uint8/uint16 array) so that its scale is known"
+            )
         if arr.size and (arr.min() < 0 or arr.max() > 65535):
             raise ImageLoadError(
-                f"{name}: 32-bit integer pixels outside the 0-65535 range are not supported"
+                f"{name}: integer pixels (Pillow mode {stored_mode}) in "
+                f"[{int(arr.min())}, {int(arr.max())}]; expected unsigned 8- or 16-bit values "
+                "(0-65535): convert it first"
             )
         arr = arr.astype(np.uint16)
     elif img.mode == "F":
@@ -174,9 +260,10 @@ def decode_native(source: ImageSource, target_side: int | None = None, *,
         except NotDicomError as exc:  # a .dcm name on bytes that Pillow did not know either
             raise ImageLoadError(f"{exc}, nor an image format Pillow recognises") from None
     with _open(label, data) as img:
-        if _is_deep_colour(img, data):
-            return _decode_deep_colour(label, data)
-        return _decode_pillow(label, img, target_side)
+        _check_one_frame(label, img)
+        arr = (_decode_deep_colour(label, data, img) if _is_deep_colour(img, data)
+               else _decode_pillow(label, img, target_side))
+        return _expand_significant_bits(arr, data, img)
 
 
 def load_image(
@@ -243,8 +330,10 @@ def load_image_native(source: ImageSource, *, name: str | None = None) -> np.nda
                      else "array image")
     arr = decode_native(source, name=label)
     if arr.dtype not in (np.uint8, np.uint16):
-        return np.rint(to_rgb_float(arr, label)).astype(np.uint8)
+        rgb = np.rint(to_rgb_float(arr, label)).astype(np.uint8)
+        # Gray stays gray, as an integer gray image does: CLAHE then equalises it as it is.
+        return rgb[:, :, 0] if arr.ndim == 2 or arr.shape[2] in (1, 2) else rgb
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[:, :, 0]
-    to_rgb_float(arr[:1, :1], label)  # shape and size checks, same messages as load_image
+    check_image_shape(arr, label)
     return composite_alpha(arr)

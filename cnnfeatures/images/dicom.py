@@ -133,7 +133,12 @@ def load_dicom(
         pixels = ds.pixel_array
     except Exception as exc:  # pydicom raises many kinds for broken or unsupported files
         raise ImageLoadError(f"{label}: unreadable DICOM pixel data ({exc})") from None
-    from pydicom.pixels import apply_modality_lut, apply_voi_lut, convert_color_space
+    from pydicom.pixels import (
+        apply_color_lut,
+        apply_modality_lut,
+        apply_voi_lut,
+        convert_color_space,
+    )
 
     n_frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
     photometric = str(getattr(ds, "PhotometricInterpretation", "MONOCHROME2"))
@@ -147,11 +152,20 @@ def load_dicom(
         if not 0 <= frame < n_frames:
             raise ImageLoadError(f"{label}: frame {frame} out of range (0..{n_frames - 1})")
         pixels = pixels[frame]
+    if photometric == "PALETTE COLOR":
+        # The pixels are indices into the file's colour table, not gray levels.
+        try:
+            pixels = apply_color_lut(pixels, ds)
+        except Exception as exc:
+            raise ImageLoadError(f"{label}: unreadable DICOM palette ({exc})") from None
+        return to_rgb_float(_full_range(np.asarray(pixels), None), label)
     if samples == 3:
         if photometric.startswith("YBR"):
             pixels = convert_color_space(pixels, photometric, "RGB")
-        return to_rgb_float(np.asarray(pixels), label)
+        return to_rgb_float(_full_range(np.asarray(pixels), getattr(ds, "BitsStored", None)),
+                            label)
 
+    _check_rescale(ds, label)
     values = np.asarray(apply_modality_lut(pixels, ds), dtype=np.float64)
     bad = np.size(values) - int(np.count_nonzero(np.isfinite(values)))
     if bad:
@@ -178,6 +192,30 @@ def load_dicom(
         scaled = 1.0 - scaled
     gray = (scaled * 255.0).astype(np.float32)
     return np.repeat(gray[:, :, None], 3, axis=2)
+
+
+def _full_range(pixels: np.ndarray, bits_stored) -> np.ndarray:
+    """Colour pixels on their type's full range: 12-bit values (``BitsStored``) in a 16-bit
+    container are scaled up, as gray images are by their window."""
+    if pixels.dtype != np.uint16 or not bits_stored or not 1 <= int(bits_stored) < 16:
+        return pixels
+    top = (1 << int(bits_stored)) - 1
+    return np.rint(np.minimum(pixels, top) * (65535.0 / top)).astype(np.uint16)
+
+
+def _check_rescale(ds, label: str) -> None:
+    """A NaN or infinite rescale slope or intercept would turn every pixel non-finite: say
+    so, rather than blame the pixels."""
+    for keyword in ("RescaleSlope", "RescaleIntercept"):
+        value = ds.get(keyword)
+        if value is None:
+            continue
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise ImageLoadError(f"{label}: {keyword} {value!r} is not a number") from None
+        if not np.isfinite(number):
+            raise ImageLoadError(f"{label}: {keyword} is {number}; expected a finite number")
 
 
 def dicom_tag(path: str | os.PathLike[str], keyword: str) -> str | None:

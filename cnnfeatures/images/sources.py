@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Union
 
@@ -51,6 +51,11 @@ class ImageLoadError(ValueError):
 
     The message starts with the source's name (a path, or ``X[i]`` for arrays).
     """
+
+
+class LowBitDepthWarning(UserWarning):
+    """A 16-bit image whose values all fit in 12 bits: read on the 16-bit scale, it is at
+    most 1/16 as bright as full scale (12-bit detector data stored unscaled, typically)."""
 
 
 def image_name(source: ImageSource, index: int | None = None) -> str:
@@ -119,6 +124,12 @@ def check_image_sources(X: object, *, name: str = "X") -> Sequence[ImageSource]:
         X = _from_dataframe(X, name)
     if isinstance(X, np.ndarray):
         sources = _check_array(X, name)
+    elif isinstance(X, (Mapping, Iterator)):
+        # A dict would give its keys; an iterator would be used up by fit and find
+        # transform's X empty: both are mistakes better named now.
+        kind = "a mapping" if isinstance(X, Mapping) else "an iterator (used up once read)"
+        raise TypeError(f"{name} must be a sequence of image paths or arrays, got {kind} "
+                        f"({type(X).__name__}); pass a list")
     else:
         try:
             sources = X if isinstance(X, list) else list(X)  # type: ignore[call-overload]
@@ -148,7 +159,7 @@ def _check_array(X: np.ndarray, name: str) -> Sequence[ImageSource]:
     if X.ndim == 4:
         return X
     if X.ndim == 3:
-        if X.shape[-1] in (1, 3, 4):
+        if X.shape[-1] in (1, 2, 3, 4):
             raise ValueError(
                 f"{name}: an array of shape {X.shape} is ambiguous: one image of "
                 f"{X.shape[0]}x{X.shape[1]} pixels with {X.shape[2]} channel(s), or "
