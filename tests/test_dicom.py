@@ -116,3 +116,15 @@ def test_non_finite_rescale_slope_is_named(tmp_path, slope):
         ds.save_as(path)
     with pytest.raises(ImageLoadError, match=r"s\.dcm: RescaleSlope is (nan|inf)"):
         load_image(path)
+
+
+def test_sigmoid_voi_function_of_the_files_window(tmp_path):
+    path = write_dicom(tmp_path / "sig.dcm", np.array([[0, 100, 200]]), window=(100, 100))
+    ds = pydicom.dcmread(path)
+    ds.VOILUTFunction = "SIGMOID"
+    ds.save_as(path)
+    expected = 255 / (1 + np.exp(-4 * (np.array([0, 100, 200]) - 100) / 100))
+    np.testing.assert_allclose(load_image(path)[0, :, 0], expected, rtol=1e-5)
+    # A window the caller gives is a plain ramp.
+    np.testing.assert_allclose(load_dicom(path, window=(100, 200))[0, :, 0],
+                               [0, 127.5, 255], rtol=1e-5)

@@ -100,9 +100,11 @@ def load_dicom(
     Grayscale pixels go through, in this order: the modality LUT (rescale slope and
     intercept, giving e.g. Hounsfield units), then a window — ``window=(centre, width)``
     if given, else the file's first WindowCenter/WindowWidth, else its VOI LUT, else the
-    image's own minimum to maximum — mapped linearly to 0–255 and clipped; MONOCHROME1
+    image's own minimum to maximum — mapped linearly to 0–255 and clipped (the file's window
+    through a sigmoid where its VOILUTFunction is SIGMOID); MONOCHROME1
     images are inverted (0 is white there). Values stay in floating point until this final
-    scaling, so 16-bit detail is not lost. Colour images (RGB, YBR) are converted to RGB.
+    scaling, so 16-bit detail is not lost. Colour images (RGB, YBR) are converted to RGB,
+    12-bit colour scaled by its BitsStored; PALETTE COLOR goes through its colour table.
 
     Parameters
     ----------
@@ -172,7 +174,8 @@ def load_dicom(
         # A window over NaN gives NaN features (or a black image): refuse, naming the file.
         raise ImageLoadError(f"{label}: {bad} non-finite pixel value(s) (NaN or infinite) "
                              "in the DICOM pixel data")
-    if window is None and "WindowCenter" in ds and "WindowWidth" in ds:
+    files_window = window is None and "WindowCenter" in ds and "WindowWidth" in ds
+    if files_window:
         centre, width = ds.WindowCenter, ds.WindowWidth
         centre = float(centre[0] if isinstance(centre, pydicom.multival.MultiValue) else centre)
         width = float(width[0] if isinstance(width, pydicom.multival.MultiValue) else width)
@@ -187,7 +190,13 @@ def load_dicom(
         lo, hi = centre - width / 2, centre + width / 2
     else:
         lo, hi = float(values.min()), float(values.max())
-    scaled = np.clip((values - lo) / (hi - lo), 0, 1) if hi > lo else np.zeros_like(values)
+    if files_window and str(ds.get("VOILUTFunction", "")).upper() == "SIGMOID":
+        # The file asks for its window as a sigmoid (PS3.3 C.11.2.1.3.2), not a ramp.
+        scaled = 1.0 / (1.0 + np.exp(-4.0 * (values - centre) / width))
+    elif hi > lo:
+        scaled = np.clip((values - lo) / (hi - lo), 0, 1)
+    else:
+        scaled = np.zeros_like(values)
     if photometric == "MONOCHROME1":
         scaled = 1.0 - scaled
     gray = (scaled * 255.0).astype(np.float32)
