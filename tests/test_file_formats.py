@@ -117,6 +117,14 @@ def test_multi_frame_files_are_refused_not_cut_to_frame_0(tmp_path, fmt, suffix)
     assert load_image(tmp_path / f"one.{suffix}").shape == (8, 8, 3)
 
 
+def test_tiff_pyramid_reads_its_full_size_first_page(tmp_path):
+    full = np.zeros((32, 48, 3), np.uint8)
+    full[:, 24:] = 255
+    pages = [Image.fromarray(full)] + [Image.fromarray(full).reduce(f) for f in (2, 4)]
+    pages[0].save(tmp_path / "pyramid.tif", save_all=True, append_images=pages[1:])
+    np.testing.assert_array_equal(load_image(tmp_path / "pyramid.tif"), full)
+
+
 @pytest.mark.parametrize("orientation", range(1, 9))
 def test_exif_orientation_same_for_16_bit_colour_as_for_8_bit(tmp_path, orientation):
     rgb = np.random.default_rng(orientation).integers(0, 256, (6, 10, 3), dtype=np.uint8)

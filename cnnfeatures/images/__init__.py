@@ -26,7 +26,8 @@ the 0–255 scale that Keras' ``preprocess_input`` functions expect:
   pixels read as background zeros, like the black surround of microscopy crops;
 * the EXIF orientation tag is applied, so a photo reads the way viewers show it;
 * a file holds one image: multi-page TIFF, animated GIF, PNG and WebP files are errors
-  (camera MPO files read as their first, main image);
+  (camera MPO files read as their first, main image; a TIFF whose later pages are all
+  smaller, a pyramid or thumbnails, as its first page);
 * DICOM files (any file with the DICM marker, or a ``.dcm`` file that is not another
   image format; the ``[dicom]`` extra) go through the modality LUT, then a window, see
   :func:`load_dicom`;

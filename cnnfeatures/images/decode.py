@@ -58,14 +58,27 @@ def _normalise_mode(img: Image.Image) -> Image.Image:
 
 def _check_one_frame(name: str, img: Image.Image) -> None:
     """One image per file: a multi-page TIFF or an animation is refused, not cut to its
-    first frame. Camera MPO files are the exception: their first frame is the photo, the
-    others previews or the second eye of a stereo pair."""
+    first frame. Two exceptions read as their first frame: camera MPO files (the others are
+    previews or a stereo pair's second eye) and TIFF files whose later pages are all smaller
+    than the first (a pyramid or thumbnails of it, as scanners and slide formats write)."""
     frames = getattr(img, "n_frames", 1)
-    if frames > 1 and img.format != "MPO":
-        raise ImageLoadError(
-            f"{name}: a {img.format} file of {frames} frames (pages or an animation); "
-            "cnnfeatures reads one image per file: save each frame you want as its own file"
-        )
+    if frames <= 1 or img.format == "MPO":
+        return
+    if img.format == "TIFF":
+        size = img.size
+        try:
+            sizes = []
+            for page in range(1, frames):
+                img.seek(page)
+                sizes.append(img.size)
+        finally:
+            img.seek(0)
+        if all(w < size[0] and h < size[1] for w, h in sizes):
+            return
+    raise ImageLoadError(
+        f"{name}: a {img.format} file of {frames} frames (pages or an animation); "
+        "cnnfeatures reads one image per file: save each frame you want as its own file"
+    )
 
 
 def _png_significant_bits(data: bytes) -> int | None:
