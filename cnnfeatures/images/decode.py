@@ -64,21 +64,26 @@ def _check_one_frame(name: str, img: Image.Image) -> None:
     frames = getattr(img, "n_frames", 1)
     if frames <= 1 or img.format == "MPO":
         return
-    if img.format == "TIFF":
-        size = img.size
-        try:
-            sizes = []
-            for page in range(1, frames):
-                img.seek(page)
-                sizes.append(img.size)
-        finally:
-            img.seek(0)
-        if all(w < size[0] and h < size[1] for w, h in sizes):
-            return
+    if img.format == "TIFF" and _later_pages_smaller(img, frames):
+        return
     raise ImageLoadError(
         f"{name}: a {img.format} file of {frames} frames (pages or an animation); "
         "cnnfeatures reads one image per file: save each frame you want as its own file"
     )
+
+
+def _later_pages_smaller(img: Image.Image, frames: int) -> bool:
+    """Whether every page after a TIFF's first is smaller than it (read from the page
+    headers only; stops at the first that is not)."""
+    width, height = img.size
+    try:
+        for page in range(1, frames):
+            img.seek(page)
+            if img.width >= width or img.height >= height:
+                return False
+    finally:
+        img.seek(0)
+    return True
 
 
 def _png_significant_bits(data: bytes) -> int | None:
