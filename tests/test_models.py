@@ -260,3 +260,57 @@ def test_cache_frozen_directory_holds_the_prefixes_across_fits(task, tmp_path):
     before = prefix_passes()
     small(cache_frozen=directory, max_epochs=1, learning_rate=1e-2).fit(X, y)
     assert prefix_passes() == before
+
+
+def test_augmentation_views_computes_each_views_prefix_once(task):
+    """augmentation_views=2: the images and two fixed views of each go through the frozen
+    prefix once; a second fit (another learning rate, same seed, same views) forwards
+    nothing, and the views are cached, not recomputed at every epoch."""
+    from cnnfeatures.cache import clear_memory_cache
+    from cnnfeatures.instrumentation import forward_pass_counts
+
+    def prefix_passes():
+        return sum(n for key, n in forward_pass_counts().items() if "frozen prefix" in key[0])
+
+    X, y = task
+    X = X.copy()
+    X[:, 0, 1] = 5  # images no other test forwarded
+    clear_memory_cache()
+    augmenter = ImageAugmenter(rotation=20, random_state=0)
+    before = prefix_passes()
+    clf = small(augmentation=augmenter, augmentation_views=2, max_epochs=3).fit(
+        X[:16], y[:16], validation_data=(X[16:], y[16:]))
+    assert clf.frozen_prefix_cached_ and clf.n_epochs_ == 3
+    assert prefix_passes() - before == 16 * 3 + 8  # train images x (1 + 2 views), val once
+    before = prefix_passes()
+    small(augmentation=augmenter, augmentation_views=2, max_epochs=3,
+          learning_rate=1e-2).fit(X[:16], y[:16], validation_data=(X[16:], y[16:]))
+    assert prefix_passes() == before
+
+
+def test_views_batches_take_one_version_of_each_image_per_epoch():
+    from cnnfeatures.augmentation import AugmentationPolicy
+    from cnnfeatures.models._base import _batches, _draw_views
+
+    images = np.random.default_rng(0).integers(0, 256, (10, 16, 16, 3), dtype=np.uint8)
+    views = _draw_views(images, AugmentationPolicy(rotation=30), 3, seed=0)
+    assert views.shape == (4, 10, 16, 16, 3) and views.dtype == np.uint8
+    np.testing.assert_array_equal(views[0], images)
+    assert all(not np.array_equal(views[v], images) for v in (1, 2, 3))
+    # Each image is tagged with its index in every pixel, to follow it through the batches.
+    tagged = np.broadcast_to(np.arange(10, dtype=np.float32)[None, :, None],
+                             (4, 10, 3)).copy() + np.arange(4)[:, None, None] * 100
+    data = _batches(tagged, np.arange(10), 4, lambda x: x, None, seed=0, views=True)
+    chosen = []
+    for _ in range(5):
+        seen = np.concatenate([data[b][0][:, 0] for b in range(len(data))])
+        assert sorted(seen % 100) == list(range(10))  # every image once per epoch
+        chosen.append(seen // 100)
+        data.on_epoch_end()
+    assert len({tuple(c) for c in chosen}) > 1 and set(np.concatenate(chosen)) == {0, 1, 2, 3}
+
+
+def test_augmentation_views_without_augmentation_is_an_error(task):
+    X, y = task
+    with pytest.raises(ValueError, match="augmentation_views=2 draws views with `augmentation`"):
+        small(augmentation_views=2).fit(X, y)

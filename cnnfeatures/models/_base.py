@@ -49,32 +49,51 @@ def _unchanged(x):
     return x
 
 
-def _batches(images, targets, batch_size, preprocess, policy, seed, weights=None):
+def _batches(images, targets, batch_size, preprocess, policy, seed, weights=None, *,
+             views: bool = False):
     """A keras PyDataset over images (uint8) or activations (float32), in a new random
-    order every epoch: preprocess per batch, augment on the fly."""
+    order every epoch: preprocess per batch, augment on the fly. With ``views``,
+    ``images[v, i]`` is view ``v`` of image ``i``: every epoch takes one view of each image,
+    drawn anew."""
     keras = load_keras()
+    n_images = len(targets)
 
     class Batches(keras.utils.PyDataset):
         def __init__(self):
             super().__init__()
             self.rng = np.random.RandomState(seed)
-            self.order = self.rng.permutation(len(images))
+            self.on_epoch_end()
 
         def __len__(self):
-            return -(-len(images) // batch_size)
+            return -(-n_images // batch_size)
 
         def on_epoch_end(self):
-            self.order = self.rng.permutation(len(images))
+            self.order = self.rng.permutation(n_images)
+            if views:
+                self.view = self.rng.randint(len(images), size=n_images)
 
         def __getitem__(self, index):
             idx = self.order[index * batch_size : (index + 1) * batch_size]
-            x = images[idx].astype(np.float32)
+            x = (images[self.view[idx], idx] if views else images[idx]).astype(np.float32)
             if policy is not None:  # a new random view of every image, every epoch
                 x = np.stack([policy(img, self.rng) for img in x])
             out = (preprocess(x), targets[idx])
             return out + (weights[idx],) if weights is not None else out
 
     return Batches()
+
+
+def _draw_views(images, policy, n_views: int, seed: int) -> np.ndarray:
+    """The images and ``n_views`` random views of each, as uint8 ``(n_views + 1, n, ...)``
+    (the policy's output is on [0, 255]; rounding it keeps the views as compact as the
+    images)."""
+    rng = np.random.RandomState(seed)
+    views = np.empty((n_views + 1, *images.shape), np.uint8)
+    views[0] = images
+    for v in range(1, n_views + 1):
+        for i, image in enumerate(images):
+            views[v, i] = np.rint(policy(image.astype(np.float32), rng))
+    return views
 
 
 class _EpochClock:
@@ -168,6 +187,7 @@ SHARED_PARAMETERS: dict = {
     "validation_fraction": 0.1,
     "class_weight": None,
     "augmentation": None,
+    "augmentation_views": None,
     "cache_frozen": True,
     "warm_start": False,
     "random_state": None,
@@ -179,9 +199,10 @@ class KerasImageClassifier(ClassifierMixin, BaseEstimator):
     """Base class: subclasses define ``_build(n_classes)`` and their own parameters.
 
     ``_build`` returns the flat functional model with its frozen layers marked. When a
-    prefix of it is frozen (see :func:`frozen_prefix`) and no augmentation is asked, that
-    prefix runs once per image and the rest — the same layer objects — trains on the cached
-    activations, many times faster per epoch.
+    prefix of it is frozen (see :func:`frozen_prefix`) and no augmentation is asked (or a
+    fixed number of views, ``augmentation_views``), that prefix runs once per image (and
+    view) and the rest — the same layer objects — trains on the cached activations, many
+    times faster per epoch.
 
     ``fit`` seeds Keras with ``keras.utils.set_random_seed``, which also seeds Python's and
     NumPy's global generators: the price of reproducible Keras training.
@@ -198,6 +219,7 @@ class KerasImageClassifier(ClassifierMixin, BaseEstimator):
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
         "class_weight": [StrOptions({"balanced"}), dict, None],
         "augmentation": [ImageAugmenter, AugmentationPolicy, None],
+        "augmentation_views": [Interval(Integral, 1, None, closed="left"), None],
         "cache_frozen": ["boolean", str, os.PathLike],
         "warm_start": ["boolean"],
         "random_state": ["random_state"],
@@ -311,6 +333,10 @@ class KerasImageClassifier(ClassifierMixin, BaseEstimator):
         return self
 
     def _check_common(self, spec) -> None:
+        if self.augmentation_views is not None and self.augmentation is None:
+            raise ValueError(f"augmentation_views={self.augmentation_views} draws views with "
+                             "`augmentation`, which is None; pass an ImageAugmenter or "
+                             "AugmentationPolicy, or leave augmentation_views=None")
         if self.input_side < spec.min_side:
             raise ValueError(f"input_side={self.input_side} is below {spec.name}'s minimum "
                              f"{spec.min_side}")
@@ -400,6 +426,13 @@ class KerasImageClassifier(ClassifierMixin, BaseEstimator):
 
         policy = self.augmentation.policy if isinstance(self.augmentation, ImageAugmenter) \
             else self.augmentation
+        train_images = load_batch(train_sources, self.input_side)
+        views = policy is not None and self.augmentation_views is not None
+        if views:
+            # A fixed set of views instead of new ones every epoch: their frozen prefix can
+            # then be computed once, like that of the images themselves.
+            train_images = _draw_views(train_images, policy, self.augmentation_views, seed)
+            policy = None
         prefix = frozen_prefix(model)
         cached = prefix is not None and policy is None and self.cache_frozen
         monitor = "val_loss" if validation is not None else "loss"
@@ -409,7 +442,6 @@ class KerasImageClassifier(ClassifierMixin, BaseEstimator):
             every.insert(0, keras.callbacks.EarlyStopping(monitor=monitor,
                                                           patience=self.patience,
                                                           restore_best_weights=True))
-        train_images = load_batch(train_sources, self.input_side)
         val_images = None if validation is None else load_batch(validation[0],
                                                                  self.input_side)
         if cached:
@@ -421,13 +453,13 @@ class KerasImageClassifier(ClassifierMixin, BaseEstimator):
             # activations (4 GB for the chest X-rays' block3_pool) would be copied again.
             history = trainer.fit(
                 _batches(x_train, train_targets, self.batch_size, _unchanged, None, seed,
-                         weights),
+                         weights, views=views),
                 validation_data=None if validation is None else _batches(
                     x_val, validation[1], self.batch_size, _unchanged, None, seed),
                 epochs=self.max_epochs, callbacks=every, verbose=self._keras_verbose())
         else:
             data = _batches(train_images, train_targets, self.batch_size, self.preprocess,
-                            policy, seed, weights)
+                            policy, seed, weights, views=views)
             history = model.fit(
                 data, epochs=self.max_epochs, callbacks=every, verbose=self._keras_verbose(),
                 validation_data=None if validation is None else (
@@ -498,10 +530,13 @@ class KerasImageClassifier(ClassifierMixin, BaseEstimator):
         identity = _prefix_identity(model, cut, self.input_side_)
         cache = get_cache(default_cache_dir() if self.cache_frozen is True
                           else self.cache_frozen)
-        x_train = self._prefix_activations(prefix_model, train_images, identity, cache)
+        # Views (v, n, side, side, 3) go through the prefix as one list of images.
+        flat = train_images.reshape(-1, *train_images.shape[-3:])
+        x_flat = self._prefix_activations(prefix_model, flat, identity, cache)
+        x_train = x_flat.reshape(*train_images.shape[:-3], *x_flat.shape[1:])
         x_val = (None if val_images is None else
                  self._prefix_activations(prefix_model, val_images, identity, cache))
-        head_input = keras.Input(x_train.shape[1:])
+        head_input = keras.Input(x_flat.shape[1:])
         x = head_input
         for layer in model.layers[cut + 1:]:
             x = layer(x)

@@ -48,9 +48,17 @@ class FineTunedCNNClassifier(KerasImageClassifier):
         for early stopping, when no ``validation_data`` is given.
     class_weight : "balanced", dict or None, default=None
     augmentation : ImageAugmenter, AugmentationPolicy or None, default=None
-        Random views drawn anew at every epoch.
+        Random views drawn anew at every epoch (the frozen prefix then runs at every epoch
+        too), or once, see ``augmentation_views``.
+    augmentation_views : int or None, default=None
+        With ``augmentation``: draw this many random views of each training image once,
+        before training; every epoch then trains on one version of each image (the image or
+        one of its views), drawn anew. Their frozen prefix is computed once per view and
+        cached, so an epoch costs what it costs without augmentation: how augmentation is
+        affordable on a CPU. None: new views at every epoch.
     cache_frozen : bool or path, default=True
-        Compute a frozen prefix once per image (without augmentation), its activations
+        Compute a frozen prefix once per image (without augmentation, or with
+        ``augmentation_views``), its activations
         kept in the activation cache (True: the default one, see
         :func:`~cnnfeatures.cache.default_cache_dir`; a path: that directory, shared by
         every process and run that names it; False: not computed apart).

@@ -40,7 +40,8 @@ class HybridSepConvClassifier(KerasImageClassifier):
     head_units : tuple of 2 ints, default=(1024, 512)
     dropout : float, default=0.5
     input_side, learning_rate, batch_size, max_epochs, patience, validation_fraction, \
-class_weight, augmentation, cache_frozen, warm_start, random_state, verbose
+class_weight, augmentation, augmentation_views, cache_frozen, warm_start, \
+random_state, verbose
         As for :class:`~cnnfeatures.FineTunedCNNClassifier`.
 
     Attributes
