@@ -253,7 +253,8 @@ def test_cache_frozen_directory_holds_the_prefixes_across_fits(task, tmp_path):
 
     clear_memory_cache()
     before = prefix_passes()
-    small(cache_frozen=str(directory), max_epochs=1).fit(X, y)
+    clf = small(cache_frozen=str(directory), max_epochs=1).fit(X, y)
+    assert clf.frozen_prefix_cached_ is True  # a bool, whatever cache_frozen holds
     assert prefix_passes() - before == len(X)
     assert len(list(directory.rglob("*.npy"))) == len(X)
     clear_memory_cache()  # only the directory can answer now

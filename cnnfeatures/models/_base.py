@@ -434,7 +434,7 @@ class KerasImageClassifier(ClassifierMixin, BaseEstimator):
             train_images = _draw_views(train_images, policy, self.augmentation_views, seed)
             policy = None
         prefix = frozen_prefix(model)
-        cached = prefix is not None and policy is None and self.cache_frozen
+        cached = prefix is not None and policy is None and bool(self.cache_frozen)
         monitor = "val_loss" if validation is not None else "loss"
         self._clock = _EpochClock()
         every = [self._clock, *callbacks]
