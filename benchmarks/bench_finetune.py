@@ -73,8 +73,8 @@ def main() -> None:
     names = list(settings)
     print(f"  epoch speed-up of caching            : "
           f"{epochs[names[1]] / epochs[names[0]]:8.1f} x (target >= 5)")
-    print(f"  augmented epoch, views / on the fly  : "
-          f"{epochs[names[2]] / epochs[names[3]]:8.1f} x faster")
+    print(f"  augmented epoch speed-up of views    : "
+          f"{epochs[names[2]] / epochs[names[3]]:8.1f} x (on the fly / views)")
 
 
 if __name__ == "__main__":

@@ -28,8 +28,15 @@ def warn_once(message: str, category: type[Warning] = UserWarning, stacklevel: i
               *, key: str | None = None) -> None:
     """Issue a warning, unless the same one was issued before in this process.
 
-    ``key``: what counts as "the same" when the message differs from one occurrence to the
-    next (it names the first file, say); by default the message itself.
+    Parameters
+    ----------
+    message : str
+    category : type of Warning
+    stacklevel : int
+        As for :func:`warnings.warn`, counted from the caller of ``warn_once``.
+    key : str, optional
+        What counts as "the same" warning when the message differs from one occurrence to
+        the next (it names the first file, say); by default the message itself.
 
     Examples
     --------

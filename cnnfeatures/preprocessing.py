@@ -29,8 +29,33 @@ def _equalize(channel: np.ndarray, clip_limit: float, tiles: tuple[int, int]) ->
 
 def check_tile_size(shape: tuple[int, ...], tiles: tuple[int, int],
                     name: str = "image") -> None:
-    """Refuse an image too small for its tile grid. Below two pixels a tile, each tile's
-    histogram holds a pixel or two, and equalising it sends any flat image to white."""
+    """Refuse an image too small for its tile grid.
+
+    Below two pixels a tile, each tile's histogram holds a pixel or two, and equalising it
+    sends any flat image to white.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        The image's shape, ``(H, W)`` or ``(H, W, C)``.
+    tiles : (int, int)
+        OpenCV's ``tileGridSize``: tiles along the width, then along the height.
+    name : str
+        How to name the image in the message.
+
+    Raises
+    ------
+    ValueError
+        When a tile would be under 2x2 pixels.
+
+    Examples
+    --------
+    >>> check_tile_size((16, 16), (8, 8))
+    >>> check_tile_size((8, 8), (8, 8))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: image: 8x8 pixels is too small for CLAHE's tile_grid_size (8, 8): ...
+    """
     height, width = shape[:2]
     if height < 2 * tiles[1] or width < 2 * tiles[0]:
         raise ValueError(

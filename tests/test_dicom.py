@@ -128,3 +128,15 @@ def test_sigmoid_voi_function_of_the_files_window(tmp_path):
     # A window the caller gives is a plain ramp.
     np.testing.assert_allclose(load_dicom(path, window=(100, 200))[0, :, 0],
                                [0, 127.5, 255], rtol=1e-5)
+
+
+def test_dark_windowed_dicom_reads_dark_not_refused(tmp_path):
+    """A window above all the pixels leaves values within [0, 1] of 255: a dark image, on
+    the 0-255 scale by construction, not a normalised one."""
+    path = write_dicom(tmp_path / "dark.dcm", np.array([[0, 10, 20]]), window=(400, 100))
+    ds = pydicom.dcmread(path)
+    ds.VOILUTFunction = "SIGMOID"
+    ds.save_as(path)
+    image = load_image(path)
+    assert 0 < image.max() < 1
+    assert load_image(path, 8).shape == (8, 8, 3)

@@ -92,6 +92,38 @@ def test_png_sbit_with_values_already_scaled_up_is_left_as_is(tmp_path):
     np.testing.assert_allclose(load_image(path)[0, :, 0], [0, 65520 * 255 / 65535], rtol=1e-6)
 
 
+def test_png_sbit_with_a_dark_image_scaled_by_the_png_rule_is_left_as_is(tmp_path):
+    # 12-bit values up to 255, shifted up by the encoder: all below 4096, low bits zero.
+    pixels = (np.array([[0, 100, 255]], np.uint16) << 4)
+    path = tmp_path / "dark.png"
+    Image.fromarray(pixels).save(path)
+    _insert_png_chunk(path, b"sBIT", bytes([12]))
+    with pytest.warns(LowBitDepthWarning):  # dark it is: the warning says so, no more
+        image = load_image(path)
+    np.testing.assert_allclose(image[0, :, 0], [0, 1600 * 255 / 65535, 4080 * 255 / 65535],
+                               rtol=1e-5)
+
+
+def test_12_bit_colour_with_opaque_alpha_is_seen_by_sbit_and_warning(tmp_path):
+    rgba = np.zeros((4, 4, 4), np.uint16)
+    rgba[..., :3] = np.arange(16, dtype=np.uint16).reshape(4, 4)[..., None] * 273  # to 4095
+    rgba[..., 3] = 65535
+    path = tmp_path / "rgba12.png"
+    cv2.imwrite(str(path), cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGRA))
+    with pytest.warns(LowBitDepthWarning):  # opaque alpha does not hide the 12-bit colour
+        assert load_image(path).max() == pytest.approx(4095 * 255 / 65535, abs=1e-3)
+    reset_warnings()
+    _insert_png_chunk(path, b"sBIT", bytes([12, 12, 12, 16]))
+    assert load_image(path).max() == pytest.approx(255, abs=1e-3)
+
+
+def test_16_bit_gray_png_transparency_key(tmp_path):
+    gray = np.array([[1000, 30000, 65535]], np.uint16)
+    Image.fromarray(gray).save(tmp_path / "key16.png", transparency=30000)
+    np.testing.assert_allclose(load_image(tmp_path / "key16.png")[0, :, 0],
+                               [1000 * 255 / 65535, 0, 255], rtol=1e-5)
+
+
 def test_32_bit_integer_tiff_within_8_bits_is_refused_not_read_as_16_bit(tmp_path):
     Image.fromarray(np.arange(0, 256, 16, dtype=np.int32)[None]).save(tmp_path / "i32.tif")
     with pytest.raises(ImageLoadError, match=r"i32\.tif: 32-bit integer pixels all in "
@@ -150,6 +182,8 @@ def test_png_transparency_key_is_composited_like_alpha(tmp_path, mode):
 
 
 def test_float_alpha_on_0_1_beside_colour_on_0_255_is_refused():
+    transparent = np.dstack([np.full((4, 4, 3), 130.0), np.zeros((4, 4))])
+    np.testing.assert_array_equal(load_image(transparent), 0)  # all transparent: black
     rgba = np.dstack([np.full((4, 4, 3), 130.0), np.ones((4, 4))])
     with pytest.raises(ImageLoadError, match=r"alpha channel lies in \[1, 1\].*multiply "
                                              r"alpha by 255"):

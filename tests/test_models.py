@@ -298,6 +298,12 @@ def test_views_batches_take_one_version_of_each_image_per_epoch():
     assert views.shape == (4, 10, 16, 16, 3) and views.dtype == np.uint8
     np.testing.assert_array_equal(views[0], images)
     assert all(not np.array_equal(views[v], images) for v in (1, 2, 3))
+    # An image's views depend on the seed and its pixels, not on the other images: folds
+    # of a cross-validation share them (and their cached prefixes).
+    np.testing.assert_array_equal(
+        _draw_views(images[3:7], AugmentationPolicy(rotation=30), 3, seed=0), views[:, 3:7])
+    assert not np.array_equal(
+        _draw_views(images, AugmentationPolicy(rotation=30), 3, seed=1)[1:], views[1:])
     # Each image is tagged with its index in every pixel, to follow it through the batches.
     tagged = np.broadcast_to(np.arange(10, dtype=np.float32)[None, :, None],
                              (4, 10, 3)).copy() + np.arange(4)[:, None, None] * 100

@@ -11,7 +11,8 @@ from .sources import ImageLoadError, LowBitDepthWarning
 __all__ = ["check_image_shape", "composite_alpha", "resize_square", "to_rgb_float"]
 
 
-def to_rgb_float(array: np.ndarray, name: str = "array image") -> np.ndarray:
+def to_rgb_float(array: np.ndarray, name: str = "array image", *,
+                 known_scale: bool = False) -> np.ndarray:
     """Convert an image array to float32 RGB ``(H, W, 3)`` on the 0–255 scale.
 
     Parameters
@@ -27,6 +28,9 @@ def to_rgb_float(array: np.ndarray, name: str = "array image") -> np.ndarray:
         nearly black on the 16-bit scale.
     name : str
         How to name the image in error messages.
+    known_scale : bool, default=False
+        Float values known to be on the 0–255 scale (a windowed DICOM image, say): a dark
+        image within ``[0, 1]`` is then read as it is, not refused as normalised.
 
     Returns
     -------
@@ -53,7 +57,7 @@ def to_rgb_float(array: np.ndarray, name: str = "array image") -> np.ndarray:
         scale, max_value = 255.0 / 65535.0, 65535.0
     elif arr.dtype.kind == "f":
         has_alpha = arr.ndim == 3 and arr.shape[2] in (2, 4)
-        _check_float_scale(arr[:, :, :-1] if has_alpha else arr, name)
+        _check_float_scale(arr[:, :, :-1] if has_alpha else arr, name, known_scale)
         if has_alpha:
             _check_float_alpha(arr, name)
         scale, max_value = 1.0, 255.0
@@ -74,18 +78,39 @@ def to_rgb_float(array: np.ndarray, name: str = "array image") -> np.ndarray:
 
 
 def check_image_shape(arr: np.ndarray, name: str = "array image") -> None:
-    """Refuse, naming the image, an array that is not one image: a shape other than
-    ``(H, W)``, ``(H, W, 1)``, ``(H, W, 2)``, ``(H, W, 3)``, ``(H, W, 4)``, or zero size."""
+    """Refuse, naming the image, an array that is not one image.
+
+    Parameters
+    ----------
+    arr : ndarray
+    name : str
+        How to name the image in the message.
+
+    Raises
+    ------
+    ImageLoadError
+        For a shape other than ``(H, W)``, ``(H, W, 1)``, ``(H, W, 2)``, ``(H, W, 3)`` or
+        ``(H, W, 4)``, or a zero size.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> check_image_shape(np.zeros((2, 3, 4)))
+    >>> check_image_shape(np.zeros(5))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    cnnfeatures.images.sources.ImageLoadError: array image: expected an image of shape ...
+    """
     if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (1, 2, 3, 4)):
         raise ImageLoadError(
-            f"{name}: expected an image of shape (H, W), (H, W, 1), (H, W, 3) or (H, W, 4), "
-            f"got shape {arr.shape}"
+            f"{name}: expected an image of shape (H, W), (H, W, 1), (H, W, 2), (H, W, 3) or "
+            f"(H, W, 4), got shape {arr.shape}"
         )
     if arr.shape[0] == 0 or arr.shape[1] == 0:
         raise ImageLoadError(f"{name}: zero-size image (shape {arr.shape})")
 
 
-def _check_float_scale(arr: np.ndarray, name: str) -> None:
+def _check_float_scale(arr: np.ndarray, name: str, known_scale: bool = False) -> None:
     if not np.isfinite(arr).all():
         raise ImageLoadError(f"{name}: contains NaN or infinite values")
     lo, hi = float(arr.min()), float(arr.max())
@@ -95,7 +120,7 @@ def _check_float_scale(arr: np.ndarray, name: str) -> None:
             f"got values in [{lo:g}, {hi:g}]; rescale first (e.g. multiply [0, 1] images "
             "by 255)"
         )
-    if 0 < hi <= 1:
+    if 0 < hi <= 1 and not known_scale:
         raise ImageLoadError(
             f"{name}: float pixels all lie in [{lo:g}, {hi:g}]: this looks like an image "
             "scaled to [0, 1], but float images are read on the 0-255 scale; multiply it by "
@@ -111,7 +136,7 @@ def _check_float_alpha(arr: np.ndarray, name: str) -> None:
     if lo < 0 or hi > 255:
         raise ImageLoadError(f"{name}: float alpha must lie in [0, 255] like the colour, got "
                              f"values in [{lo:g}, {hi:g}]")
-    if hi <= 1 and float(color.max()) > 1:
+    if 0 < hi <= 1 and float(color.max()) > 1:  # (all 0: transparent, reads black)
         # Opaque is 1.0 by the float convention, 255 on the scale of the colour: composited
         # as it stands, the image would be 255 times too dark.
         raise ImageLoadError(
@@ -126,7 +151,8 @@ _TWELVE_BITS = 1 << 12
 
 
 def _check_bit_depth(arr: np.ndarray, name: str) -> None:
-    top = int(arr.max())
+    has_alpha = arr.ndim == 3 and arr.shape[2] in (2, 4)
+    top = int((arr[:, :, :-1] if has_alpha else arr).max())  # an opaque alpha is 65535
     if 0 < top < _TWELVE_BITS:
         warn_once(
             f"{name}: a 16-bit image whose values all lie in 0-{top} (12 bits or fewer); read "

@@ -86,15 +86,14 @@ def _later_pages_smaller(img: Image.Image, frames: int) -> bool:
     return True
 
 
-def _png_significant_bits(data: bytes) -> int | None:
-    """The bit count a PNG's sBIT chunk declares (the largest over channels), or None."""
+def _png_significant_bits(data: bytes) -> tuple[int, ...] | None:
+    """The bit counts a PNG's sBIT chunk declares, one per channel, or None."""
     pos = 8  # after the signature: chunks of length, type, data, CRC; sBIT precedes IDAT
     while pos + 8 <= len(data):
         length = int.from_bytes(data[pos:pos + 4], "big")
         kind = data[pos + 4:pos + 8]
         if kind == b"sBIT":
-            values = data[pos + 8:pos + 8 + length]
-            return max(values) if values else None
+            return tuple(data[pos + 8:pos + 8 + length]) or None
         if kind in (b"IDAT", b"IEND"):
             return None
         pos += 12 + length
@@ -102,19 +101,35 @@ def _png_significant_bits(data: bytes) -> int | None:
 
 
 def _expand_significant_bits(arr: np.ndarray, data: bytes, img: Image.Image) -> np.ndarray:
-    """A 16-bit PNG whose sBIT declares ``b < 16`` bits, and whose values fit in ``b``
-    bits, holds unscaled ``b``-bit data (12-bit detector values, typically): scale it to
-    the 16-bit range. (Files that follow the PNG rule have scaled their values up already;
-    they are left as they are.)"""
+    """Scale up the channels of a 16-bit PNG that hold unscaled ``b``-bit data, ``b`` < 16
+    declared by its sBIT chunk (12-bit detector values, typically).
+
+    The PNG rule is that an encoder scales ``b``-bit samples up to 16 bits itself (a shift,
+    or a shift with the high bits replicated), which leaves the low ``16 - b`` bits of any
+    value below ``2**b`` at zero. So a channel is taken as unscaled only when its values all
+    fit in ``b`` bits *and* some have low bits set; a dark image that followed the rule is
+    left as it is."""
     if arr.dtype != np.uint16 or img.format != "PNG":
         return arr
     bits = _png_significant_bits(data)
-    if bits is None or not 1 <= bits < 16:
+    channels = 1 if arr.ndim == 2 else arr.shape[2]
+    if bits is None or len(bits) != channels:
         return arr
-    top = (1 << bits) - 1
-    if int(arr.max()) > top:
+    out = arr if arr.ndim == 3 else arr[:, :, None]
+    scaled = None
+    for c, b in enumerate(bits):
+        if not 1 <= b < 16:
+            continue
+        channel = out[:, :, c]
+        top = (1 << b) - 1
+        if int(channel.max()) > top or not (channel & ((1 << (16 - b)) - 1)).any():
+            continue
+        if scaled is None:
+            scaled = out.copy()
+        scaled[:, :, c] = np.rint(channel * (65535.0 / top)).astype(np.uint16)
+    if scaled is None:
         return arr
-    return np.rint(arr * (65535.0 / top)).astype(np.uint16)
+    return scaled if arr.ndim == 3 else scaled[:, :, 0]
 
 
 #: EXIF orientation -> the NumPy operation that shows the image as a viewer does (the
@@ -130,9 +145,11 @@ _ORIENT = {
 }
 
 
-def _orient(arr: np.ndarray, img: Image.Image) -> np.ndarray:
+def _orient(arr: np.ndarray, img: Image.Image, data: bytes) -> np.ndarray:
     """Apply the EXIF orientation tag to an array OpenCV decoded (OpenCV's unchanged
     read ignores it)."""
+    if img.format == "PNG" and b"eXIf" not in data:
+        return arr  # no EXIF; asking Pillow would decode the whole image to look for one
     try:
         orientation = img.getexif().get(0x0112, 1)
     except Exception:  # a broken EXIF block must not hide the pixels, as in _decode_pillow
@@ -162,7 +179,7 @@ def _decode_deep_colour(name: str, data: bytes, img: Image.Image) -> np.ndarray:
         arr = cv2.cvtColor(arr, cv2.COLOR_BGR2RGB)
     elif arr.ndim == 3 and arr.shape[2] == 4:
         arr = cv2.cvtColor(arr, cv2.COLOR_BGRA2RGBA)
-    return _orient(arr, img)
+    return _orient(arr, img, data)
 
 
 def _open(name: str, data: bytes) -> Image.Image:
@@ -189,6 +206,8 @@ def _decode_pillow(name: str, img: Image.Image, target_side: int | None) -> np.n
         # least as large as asked, so the final resize only ever shrinks it.
         img.draft(img.mode, (target_side, target_side))
     stored_mode = img.mode
+    # A 16-bit gray tRNS key: Pillow's conversion to I drops it, so it becomes alpha below.
+    key = img.info.get("transparency") if stored_mode.startswith("I;16") else None
     # Read before the transformations below, whose copies keep neither format nor tags.
     stores_int32 = stored_mode == "I" and img.format == "TIFF" and max(
         np.atleast_1d(getattr(img, "tag_v2", {}).get(258, 0))) > 16
@@ -203,13 +222,18 @@ def _decode_pillow(name: str, img: Image.Image, target_side: int | None) -> np.n
         img = ImageOps.exif_transpose(img)
     except Exception:  # a broken EXIF block must not hide the pixels; orientation stays as stored
         pass
-    if target_side is not None and img.format != "JPEG":
+    if target_side is not None and img.format != "JPEG" and key is None:
         # Other formats cannot decode reduced; shrink by an integer factor right away so the
         # float conversion below never holds a huge image. Every normalised mode reduces.
+        # (Not with a colour key: averaged pixels would no longer match it.)
         factor = min(img.width, img.height) // (2 * target_side)
         if factor >= 2:
             img = img.reduce(factor)
-    return _pil_to_array(img, name, stored_mode, stores_int32)
+    arr = _pil_to_array(img, name, stored_mode, stores_int32)
+    if isinstance(key, int) and arr.dtype == np.uint16 and arr.ndim == 2:
+        alpha = np.where(arr == key, 0, 65535).astype(np.uint16)
+        arr = np.dstack([arr, alpha])
+    return arr
 
 
 def _pil_to_array(img: Image.Image, name: str, stored_mode: str,
@@ -262,9 +286,16 @@ def decode_native(source: ImageSource, target_side: int | None = None, *,
     ``target_side``, large files may be decoded reduced (never below ``target_side``).
     Arrays are returned as they are.
     """
+    return _decode(source, target_side, name, data)[0]
+
+
+def _decode(source: ImageSource, target_side: int | None, name: str | None,
+            data: bytes | None) -> tuple[np.ndarray, bool]:
+    """:func:`decode_native`'s array, and whether it is a windowed DICOM image (float on
+    the 0–255 scale by construction, however dark)."""
     source = pixels(source)
     if isinstance(source, np.ndarray):
-        return source
+        return source, False
     if not isinstance(source, (str, os.PathLike)):
         raise ImageLoadError(
             f"{name or 'image'}: expected a path or a NumPy array, got {type(source).__name__}"
@@ -274,14 +305,14 @@ def decode_native(source: ImageSource, target_side: int | None = None, *,
         data = read_image_bytes(source)
     if _is_dicom(label, data):
         try:
-            return load_dicom(data, name=label)
+            return load_dicom(data, name=label), True
         except NotDicomError as exc:  # a .dcm name on bytes that Pillow did not know either
             raise ImageLoadError(f"{exc}, nor an image format Pillow recognises") from None
     with _open(label, data) as img:
         _check_one_frame(label, img)
         arr = (_decode_deep_colour(label, data, img) if _is_deep_colour(img, data)
                else _decode_pillow(label, img, target_side))
-        return _expand_significant_bits(arr, data, img)
+        return _expand_significant_bits(arr, data, img), False
 
 
 def load_image(
@@ -325,7 +356,8 @@ def load_image(
     """
     label = name or (os.fspath(source) if isinstance(source, (str, os.PathLike))
                      else "array image")
-    rgb = to_rgb_float(decode_native(source, side, name=label, data=data), label)
+    arr, from_dicom = _decode(source, side, label, data)
+    rgb = to_rgb_float(arr, label, known_scale=from_dicom)
     if side is not None:
         rgb = resize_square(rgb, side)
     return rgb
@@ -346,9 +378,9 @@ def load_image_native(source: ImageSource, *, name: str | None = None) -> np.nda
     """
     label = name or (os.fspath(source) if isinstance(source, (str, os.PathLike))
                      else "array image")
-    arr = decode_native(source, name=label)
+    arr, from_dicom = _decode(source, None, label, None)
     if arr.dtype not in (np.uint8, np.uint16):
-        rgb = np.rint(to_rgb_float(arr, label)).astype(np.uint8)
+        rgb = np.rint(to_rgb_float(arr, label, known_scale=from_dicom)).astype(np.uint8)
         # Gray stays gray, as an integer gray image does: CLAHE then equalises it as it is.
         return rgb[:, :, 0] if arr.ndim == 2 or arr.shape[2] in (1, 2) else rgb
     if arr.ndim == 3 and arr.shape[2] == 1:

@@ -12,6 +12,7 @@ import os
 import warnings
 
 import numpy as np
+from scipy.special import expit
 
 from .arrays import to_rgb_float
 from .sources import ImageLoadError, read_image_bytes
@@ -160,7 +161,7 @@ def load_dicom(
             pixels = apply_color_lut(pixels, ds)
         except Exception as exc:
             raise ImageLoadError(f"{label}: unreadable DICOM palette ({exc})") from None
-        return to_rgb_float(_full_range(np.asarray(pixels), None), label)
+        return to_rgb_float(np.asarray(pixels), label)
     if samples == 3:
         if photometric.startswith("YBR"):
             pixels = convert_color_space(pixels, photometric, "RGB")
@@ -192,7 +193,7 @@ def load_dicom(
         lo, hi = float(values.min()), float(values.max())
     if files_window and str(ds.get("VOILUTFunction", "")).upper() == "SIGMOID":
         # The file asks for its window as a sigmoid (PS3.3 C.11.2.1.3.2), not a ramp.
-        scaled = 1.0 / (1.0 + np.exp(-4.0 * (values - centre) / width))
+        scaled = expit(4.0 * (values - centre) / width)
     elif hi > lo:
         scaled = np.clip((values - lo) / (hi - lo), 0, 1)
     else:

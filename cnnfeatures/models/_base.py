@@ -86,12 +86,16 @@ def _batches(images, targets, batch_size, preprocess, policy, seed, weights=None
 def _draw_views(images, policy, n_views: int, seed: int) -> np.ndarray:
     """The images and ``n_views`` random views of each, as uint8 ``(n_views + 1, n, ...)``
     (the policy's output is on [0, 255]; rounding it keeps the views as compact as the
-    images)."""
-    rng = np.random.RandomState(seed)
+    images).
+
+    Each image's views are drawn from its own generator, seeded by ``seed`` and the image's
+    pixels: the same image gets the same views in every fold of a cross-validation and
+    every fit of a grid search, so their cached prefixes serve them all."""
     views = np.empty((n_views + 1, *images.shape), np.uint8)
     views[0] = images
-    for v in range(1, n_views + 1):
-        for i, image in enumerate(images):
+    for i, image in enumerate(images):
+        rng = np.random.RandomState([seed, int(_pixels_digest(image)[:8], 16)])
+        for v in range(1, n_views + 1):
             views[v, i] = np.rint(policy(image.astype(np.float32), rng))
     return views
 

@@ -53,9 +53,13 @@ class FineTunedCNNClassifier(KerasImageClassifier):
     augmentation_views : int or None, default=None
         With ``augmentation``: draw this many random views of each training image once,
         before training; every epoch then trains on one version of each image (the image or
-        one of its views), drawn anew. Their frozen prefix is computed once per view and
-        cached, so an epoch costs what it costs without augmentation: how augmentation is
-        affordable on a CPU. None: new views at every epoch.
+        one of its views), drawn anew. With a frozen prefix (and ``cache_frozen``), its
+        activations are computed once per view and cached, so an epoch costs what it costs
+        without augmentation: how augmentation is affordable on a CPU (without one, the
+        views are still fixed but the network runs whole at every epoch). An image's views
+        depend only on ``random_state`` and its pixels, so the folds of a cross-validation
+        share them. Memory: ``augmentation_views + 1`` times the images and their prefix
+        activations. None: new views at every epoch.
     cache_frozen : bool or path, default=True
         Compute a frozen prefix once per image (without augmentation, or with
         ``augmentation_views``), its activations
