@@ -66,7 +66,7 @@ def check_tile_size(shape: tuple[int, ...], tiles: tuple[int, int],
 
 
 def clahe(image: np.ndarray, clip_limit: float = 2.0, tile_grid_size=(8, 8),
-          color_mode: str = "lab") -> np.ndarray:
+          color_mode: str = "lab", *, name: str = "image") -> np.ndarray:
     """Apply CLAHE to one ``uint8``/``uint16`` image, gray ``(H, W)`` or RGB ``(H, W, 3)``.
 
     Parameters
@@ -80,6 +80,8 @@ def clahe(image: np.ndarray, clip_limit: float = 2.0, tile_grid_size=(8, 8),
         Colour images: equalise the lightness ``L`` of CIE Lab (hues kept), each RGB channel
         separately, or convert to gray first (the output is then gray). Gray images are
         equalised as they are in every mode.
+    name : str
+        How to name the image when it is too small for the tile grid.
 
     Returns
     -------
@@ -98,7 +100,7 @@ def clahe(image: np.ndarray, clip_limit: float = 2.0, tile_grid_size=(8, 8),
         raise ValueError(f"color_mode must be one of {list(COLOR_MODES)}, got {color_mode!r}")
     if image.dtype not in (np.uint8, np.uint16):
         raise ValueError(f"CLAHE needs uint8 or uint16 images, got {image.dtype}")
-    check_tile_size(image.shape, tiles)
+    check_tile_size(image.shape, tiles, name)
     if image.ndim == 2:
         return _equalize(image, clip_limit, tiles)
     if color_mode == "gray":
@@ -209,9 +211,8 @@ class CLAHETransformer(TransformerMixin, BaseEstimator, auto_wrap_output_keys=No
         out = []
         for i, s in enumerate(sources):
             name = image_name(s, i)
-            image = load_image_native(s, name=name)
-            check_tile_size(image.shape, tiles, name)
-            equalised = clahe(image, self.clip_limit, tiles, self.color_mode)
+            equalised = clahe(load_image_native(s, name=name), self.clip_limit, tiles,
+                              self.color_mode, name=name)
             # An augmented copy stays transient: its equalised pixels are new content too.
             out.append(transient(equalised) if isinstance(s, TransientImage) else equalised)
         return out

@@ -34,7 +34,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from cnnfeatures import FineTunedCNNClassifier, ImageAugmenter
-    from cnnfeatures.report import Experiment, format_record
+    from cnnfeatures.report import Experiment, format_record, keras_description
 
     name = Path(args.data).name
     exp = Experiment(backbone="vgg16",
@@ -49,10 +49,7 @@ def main() -> None:
         **exp.keras_params(frozen_base=True)))
     method = f"fine-tuned VGG (frozen base, {args.views} augmented views)"
     record = exp.evaluate(model, train, test, dataset=name, method=method)
-    clf = model.estimator_
-    record.update({f"validation {k}": v for k, v in model.validation_scores_.items()},
-                  threshold=model.threshold_, epochs=f"{clf.best_epoch_}/{clf.n_epochs_}",
-                  history=clf.history_)
+    record.update(keras_description(model))  # as reproduce records its Keras runs
     for note in notes:
         print(note)
     print(format_record(record, test.names))

@@ -8,11 +8,11 @@ import numpy as np
 from ..messages import warn_once
 from .sources import ImageLoadError, LowBitDepthWarning
 
-__all__ = ["check_image_shape", "composite_alpha", "resize_square", "to_rgb_float"]
+__all__ = ["check_image_shape", "composite_alpha", "resize_square", "to_rgb_float",
+           "widen_to_16_bits"]
 
 
-def to_rgb_float(array: np.ndarray, name: str = "array image", *,
-                 known_scale: bool = False) -> np.ndarray:
+def to_rgb_float(array: np.ndarray, name: str = "array image") -> np.ndarray:
     """Convert an image array to float32 RGB ``(H, W, 3)`` on the 0–255 scale.
 
     Parameters
@@ -28,9 +28,6 @@ def to_rgb_float(array: np.ndarray, name: str = "array image", *,
         nearly black on the 16-bit scale.
     name : str
         How to name the image in error messages.
-    known_scale : bool, default=False
-        Float values known to be on the 0–255 scale (a windowed DICOM image, say): a dark
-        image within ``[0, 1]`` is then read as it is, not refused as normalised.
 
     Returns
     -------
@@ -57,7 +54,7 @@ def to_rgb_float(array: np.ndarray, name: str = "array image", *,
         scale, max_value = 255.0 / 65535.0, 65535.0
     elif arr.dtype.kind == "f":
         has_alpha = arr.ndim == 3 and arr.shape[2] in (2, 4)
-        _check_float_scale(arr[:, :, :-1] if has_alpha else arr, name, known_scale)
+        _check_float_scale(arr[:, :, :-1] if has_alpha else arr, name)
         if has_alpha:
             _check_float_alpha(arr, name)
         scale, max_value = 1.0, 255.0
@@ -110,7 +107,7 @@ def check_image_shape(arr: np.ndarray, name: str = "array image") -> None:
         raise ImageLoadError(f"{name}: zero-size image (shape {arr.shape})")
 
 
-def _check_float_scale(arr: np.ndarray, name: str, known_scale: bool = False) -> None:
+def _check_float_scale(arr: np.ndarray, name: str) -> None:
     if not np.isfinite(arr).all():
         raise ImageLoadError(f"{name}: contains NaN or infinite values")
     lo, hi = float(arr.min()), float(arr.max())
@@ -120,7 +117,7 @@ def _check_float_scale(arr: np.ndarray, name: str, known_scale: bool = False) ->
             f"got values in [{lo:g}, {hi:g}]; rescale first (e.g. multiply [0, 1] images "
             "by 255)"
         )
-    if 0 < hi <= 1 and not known_scale:
+    if 0 < hi <= 1:
         raise ImageLoadError(
             f"{name}: float pixels all lie in [{lo:g}, {hi:g}]: this looks like an image "
             "scaled to [0, 1], but float images are read on the 0-255 scale; multiply it by "
@@ -144,6 +141,20 @@ def _check_float_alpha(arr: np.ndarray, name: str) -> None:
             "0-255 scale; float alpha is read on the colour's scale (255 = opaque): multiply "
             "alpha by 255, or drop it if the image is opaque"
         )
+
+
+def widen_to_16_bits(values: np.ndarray, bits: int) -> np.ndarray:
+    """``bits``-bit values (stored unscaled in a 16-bit container) on the full 16-bit
+    range; values above ``2**bits - 1`` (stray high bits) are clipped to it.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> widen_to_16_bits(np.array([0, 2048, 4095], np.uint16), 12)
+    array([    0, 32776, 65535], dtype=uint16)
+    """
+    top = (1 << bits) - 1
+    return np.rint(np.minimum(values, top) * (65535.0 / top)).astype(np.uint16)
 
 
 #: A 16-bit image whose maximum is below this fits in 12 bits (4095).

@@ -15,7 +15,13 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .arrays import check_image_shape, composite_alpha, resize_square, to_rgb_float
+from .arrays import (
+    check_image_shape,
+    composite_alpha,
+    resize_square,
+    to_rgb_float,
+    widen_to_16_bits,
+)
 from .dicom import NotDicomError, has_dicom_marker, load_dicom
 from .sources import ImageLoadError, ImageSource, pixels, read_image_bytes
 
@@ -121,12 +127,11 @@ def _expand_significant_bits(arr: np.ndarray, data: bytes, img: Image.Image) -> 
         if not 1 <= b < 16:
             continue
         channel = out[:, :, c]
-        top = (1 << b) - 1
-        if int(channel.max()) > top or not (channel & ((1 << (16 - b)) - 1)).any():
+        if int(channel.max()) >= 1 << b or not (channel & ((1 << (16 - b)) - 1)).any():
             continue
         if scaled is None:
             scaled = out.copy()
-        scaled[:, :, c] = np.rint(channel * (65535.0 / top)).astype(np.uint16)
+        scaled[:, :, c] = widen_to_16_bits(channel, b)
     if scaled is None:
         return arr
     return scaled if arr.ndim == 3 else scaled[:, :, 0]
@@ -357,7 +362,9 @@ def load_image(
     label = name or (os.fspath(source) if isinstance(source, (str, os.PathLike))
                      else "array image")
     arr, from_dicom = _decode(source, side, label, data)
-    rgb = to_rgb_float(arr, label, known_scale=from_dicom)
+    # A decoded DICOM image is float RGB on 0-255 by construction, however dark: not put
+    # through the checks that guess the scale of user arrays.
+    rgb = arr if from_dicom else to_rgb_float(arr, label)
     if side is not None:
         rgb = resize_square(rgb, side)
     return rgb
@@ -380,7 +387,7 @@ def load_image_native(source: ImageSource, *, name: str | None = None) -> np.nda
                      else "array image")
     arr, from_dicom = _decode(source, None, label, None)
     if arr.dtype not in (np.uint8, np.uint16):
-        rgb = np.rint(to_rgb_float(arr, label, known_scale=from_dicom)).astype(np.uint8)
+        rgb = np.rint(arr if from_dicom else to_rgb_float(arr, label)).astype(np.uint8)
         # Gray stays gray, as an integer gray image does: CLAHE then equalises it as it is.
         return rgb[:, :, 0] if arr.ndim == 2 or arr.shape[2] in (1, 2) else rgb
     if arr.ndim == 3 and arr.shape[2] == 1:

@@ -14,7 +14,7 @@ import warnings
 import numpy as np
 from scipy.special import expit
 
-from .arrays import to_rgb_float
+from .arrays import to_rgb_float, widen_to_16_bits
 from .sources import ImageLoadError, read_image_bytes
 
 __all__ = ["NotDicomError", "dicom_tag", "has_dicom_marker", "load_dicom"]
@@ -165,8 +165,10 @@ def load_dicom(
     if samples == 3:
         if photometric.startswith("YBR"):
             pixels = convert_color_space(pixels, photometric, "RGB")
-        return to_rgb_float(_full_range(np.asarray(pixels), getattr(ds, "BitsStored", None)),
-                            label)
+        pixels, bits = np.asarray(pixels), int(getattr(ds, "BitsStored", 0) or 0)
+        if pixels.dtype == np.uint16 and 1 <= bits < 16:  # 12-bit colour in 16 bits
+            pixels = widen_to_16_bits(pixels, bits)
+        return to_rgb_float(pixels, label)
 
     _check_rescale(ds, label)
     values = np.asarray(apply_modality_lut(pixels, ds), dtype=np.float64)
@@ -202,15 +204,6 @@ def load_dicom(
         scaled = 1.0 - scaled
     gray = (scaled * 255.0).astype(np.float32)
     return np.repeat(gray[:, :, None], 3, axis=2)
-
-
-def _full_range(pixels: np.ndarray, bits_stored) -> np.ndarray:
-    """Colour pixels on their type's full range: 12-bit values (``BitsStored``) in a 16-bit
-    container are scaled up, as gray images are by their window."""
-    if pixels.dtype != np.uint16 or not bits_stored or not 1 <= int(bits_stored) < 16:
-        return pixels
-    top = (1 << int(bits_stored)) - 1
-    return np.rint(np.minimum(pixels, top) * (65535.0 / top)).astype(np.uint16)
 
 
 def _check_rescale(ds, label: str) -> None:

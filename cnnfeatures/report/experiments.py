@@ -23,7 +23,6 @@ registered ``pooled_layers``.
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import inspect
 import json
@@ -57,6 +56,7 @@ __all__ = [
     "TableResult",
     "evaluate_model",
     "folds",
+    "keras_description",
     "load_split",
     "quick_budget",
     "run_table",
@@ -775,10 +775,11 @@ def _frozen_rows(exp: Experiment) -> tuple[tuple[str, ...], ...]:
     return ((), ("blocks",), ("blocks", fc1), ("blocks", fc2), (fc1,), (fc2,))
 
 
-def _keras_description(model) -> dict:
-    """Epochs (best/run), trainable parameters and the learning curves (loss and accuracy
-    per epoch, training and validation); with a held-out validation, its scores and the
-    threshold it chose."""
+def keras_description(model) -> dict:
+    """What a fitted Keras classifier (or a :class:`HeldOutValidation` around one) adds
+    to its record: epochs (best/run), trainable parameters and the learning curves (loss
+    and accuracy per epoch, training and validation); with a held-out validation, its
+    scores and the threshold it chose."""
     clf = getattr(model, "estimator_", model)
     out = {"epochs": f"{clf.best_epoch_}/{clf.n_epochs_}",
            "trainable parameters": clf.count_params(trainable_only=True),
@@ -793,7 +794,7 @@ def _keras_description(model) -> dict:
 def _keras_run(exp: Experiment, params: dict, estimator, *args, **kwargs) -> Run:
     """A run of a Keras classifier, validated as the budget says (see ``keras_model``)."""
     return Run(params, lambda: exp.keras_model(estimator(*args, **kwargs)),
-               describe=_keras_description)
+               describe=keras_description)
 
 
 def _frozen_label(frozen: tuple[str, ...]) -> str:
@@ -1081,9 +1082,6 @@ def run_table(table: str, datasets: Sequence[str | os.PathLike[str]],
                 if progress:
                     progress(f"table {table} {_plain(run.params)}: running")
                 record = _measure(experiment, run, train, test, shared)
-                # A Keras network holds reference cycles: free this run's (weights, optimizer
-                # state, ~2 GB for VGG's fc head) now, not whenever Python gets to it.
-                gc.collect()
                 if journaled:
                     journal.add(run_id, record)
             elif progress:
