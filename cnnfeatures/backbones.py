@@ -65,6 +65,7 @@ __all__ = [
     "load_pretrained_weights",
     "network_fingerprint",
     "PRECISIONS",
+    "precision_policy",
     "weights_fingerprint",
     "weights_have_top",
 ]
@@ -723,8 +724,7 @@ def get_feature_network(
         what = {"random": "random weights", "imagenet": "ImageNet weights"}.get(
             ref.kind, f"weights {ref.path}")
         announce(f"building {spec.name} ({what}, {precision})", verbose)
-        with _dtype_policy(PRECISIONS[precision]), _seeded(seed if ref.kind == "random"
-                                                           else None):
+        with precision_policy(precision), _seeded(seed if ref.kind == "random" else None):
             net = _build_network(spec, ref, with_fc, precision)
         _NETWORKS[(spec.name, ref.key, with_fc, precision)] = net
         while len(_NETWORKS) > MAX_NETWORKS:
@@ -751,12 +751,24 @@ def _seeded(seed: int | None) -> Iterator[None]:
 
 
 @contextmanager
-def _dtype_policy(name: str) -> Iterator[None]:
-    """Build layers under a Keras dtype policy (Keras keeps it per thread)."""
+def precision_policy(precision: str) -> Iterator[None]:
+    """Build layers in ``precision`` (a key of :data:`PRECISIONS`): the Keras dtype policy
+    is set for the ``with`` block only (Keras keeps it per thread), so layers built outside
+    it, and other estimators, keep theirs.
+
+    Examples
+    --------
+    >>> with precision_policy("bfloat16"):
+    ...     layer = load_keras().layers.Dense(2)
+    >>> layer.dtype_policy.name, layer.compute_dtype, layer.variable_dtype
+    ('mixed_bfloat16', 'bfloat16', 'float32')
+    """
     keras = load_keras()
 
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
     previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(name)
+    keras.config.set_dtype_policy(PRECISIONS[precision])
     try:
         yield
     finally:

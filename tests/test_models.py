@@ -321,3 +321,30 @@ def test_augmentation_views_without_augmentation_is_an_error(task):
     X, y = task
     with pytest.raises(ValueError, match="augmentation_views=2 draws views with `augmentation`"):
         small(augmentation_views=2).fit(X, y)
+
+
+def test_bfloat16_training_leaves_the_global_policy_alone(task):
+    from cnnfeatures.backend import load_keras
+    from cnnfeatures.models._base import _prefix_identity
+
+    keras = load_keras()
+    X, y = task
+    before = keras.config.dtype_policy().name
+    clf = small(precision="bfloat16", max_epochs=15, patience=15).fit(X, y)
+    assert keras.config.dtype_policy().name == before
+    conv = clf.model_.get_layer("block1_conv1")
+    assert (conv.compute_dtype, conv.variable_dtype) == ("bfloat16", "float32")
+    assert clf.model_.get_layer("predictions").compute_dtype == "float32"
+    proba = clf.predict_proba(X)
+    assert proba.dtype == np.float64 and np.allclose(proba.sum(axis=1), 1)
+    assert clf.score(X, y) == 1.0 and clf.precision_ == "bfloat16"
+    # Its frozen prefix is another computation than float32's: other cache entries.
+    plain = small(max_epochs=1).fit(X, y)
+    cut = [layer.name for layer in clf.model_.layers].index("flatten")
+    assert _prefix_identity(clf.model_, cut, 32) != _prefix_identity(plain.model_, cut, 32)
+
+
+def test_unknown_precision_is_refused(task):
+    X, y = task
+    with pytest.raises(ValueError, match="precision"):
+        small(precision="int8").fit(X, y)

@@ -1,6 +1,7 @@
 """Keras-backed classifiers with scikit-learn's API."""
 
 from ._base import SHARED_PARAMETERS, KerasImageClassifier, SmallDataWarning
+from .checkpoint import TrainingCheckpoint
 from .finetune import FineTunedCNNClassifier
 from .hybrid import HybridSepConvClassifier
 
@@ -10,4 +11,5 @@ __all__ = [
     "HybridSepConvClassifier",
     "KerasImageClassifier",
     "SmallDataWarning",
+    "TrainingCheckpoint",
 ]

@@ -26,13 +26,14 @@ from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted
 
 from ..augmentation import AugmentationPolicy, ImageAugmenter
-from ..backbones import get_backbone, weights_fingerprint
+from ..backbones import PRECISIONS, get_backbone, precision_policy, weights_fingerprint
 from ..backend import load_keras, quiet_retracing
 from ..cache import default_cache_dir, get_cache, make_key
 from ..images import check_image_sources, image_name, load_image
 from ..instrumentation import count_forward
 from ..messages import is_terminal
 from ..targets import check_targets
+from .checkpoint import TrainingCheckpoint
 
 __all__ = ["KerasImageClassifier", "SHARED_PARAMETERS", "SmallDataWarning"]
 
@@ -184,6 +185,7 @@ SHARED_PARAMETERS: dict = {
     "head_units": (1024, 512),
     "dropout": 0.5,
     "input_side": 224,
+    "precision": "float32",
     "learning_rate": 1e-4,
     "batch_size": 16,
     "max_epochs": 300,
@@ -193,6 +195,7 @@ SHARED_PARAMETERS: dict = {
     "augmentation": None,
     "augmentation_views": None,
     "cache_frozen": True,
+    "checkpoint_dir": None,
     "warm_start": False,
     "random_state": None,
     "verbose": 0,
@@ -216,6 +219,7 @@ class KerasImageClassifier(ClassifierMixin, BaseEstimator):
         "head_units": [tuple, list],
         "dropout": [Interval(Real, 0, 1, closed="left")],
         "input_side": [Interval(Integral, 32, None, closed="left")],
+        "precision": [StrOptions(set(PRECISIONS))],
         "learning_rate": [Interval(Real, 0, None, closed="neither")],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "max_epochs": [Interval(Integral, 1, None, closed="left")],
@@ -225,6 +229,7 @@ class KerasImageClassifier(ClassifierMixin, BaseEstimator):
         "augmentation": [ImageAugmenter, AugmentationPolicy, None],
         "augmentation_views": [Interval(Integral, 1, None, closed="left"), None],
         "cache_frozen": ["boolean", str, os.PathLike],
+        "checkpoint_dir": [str, os.PathLike, None],
         "warm_start": ["boolean"],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
@@ -282,7 +287,10 @@ class KerasImageClassifier(ClassifierMixin, BaseEstimator):
             x = layers.Dropout(self.dropout, name="dropout1")(x)
             x = layers.Dense(units[1], activation="relu", name="fc2")(x)
             x = layers.Dropout(self.dropout, name="dropout2")(x)
-        return layers.Dense(n_classes, activation="softmax", name="predictions")(x)
+        # float32 whatever the precision: a softmax in bfloat16 (8 bits of mantissa) rounds
+        # probabilities near 1 to 1, and the cross-entropy and thresholds read them.
+        return layers.Dense(n_classes, activation="softmax", dtype="float32",
+                            name="predictions")(x)
 
     # ------------------------------------------------------------------ fit
     @_fit_context(prefer_skip_nested_validation=True)
@@ -319,7 +327,8 @@ class KerasImageClassifier(ClassifierMixin, BaseEstimator):
         spec = get_backbone(self.backbone)
         self._check_common(spec)
         self._check_structure(spec)
-        self.backbone_, self.input_side_ = spec.name, self.input_side
+        self.backbone_, self.input_side_, self.precision_ = (spec.name, self.input_side,
+                                                             self.precision)
         sources = check_image_sources(X)
         targets = self._encode_targets(y, len(sources))
         weights = self._sample_weights(targets, sample_weight)
@@ -418,19 +427,26 @@ class KerasImageClassifier(ClassifierMixin, BaseEstimator):
             # Keras models hold reference cycles: collect the fits before this one now,
             # rather than let their graphs and weights pile up until Python gets to them.
             gc.collect()
-            model = self._build(len(self.classes_))
+            with precision_policy(self.precision):  # this network's layers only
+                model = self._build(len(self.classes_))
         model.compile(optimizer=keras.optimizers.Adam(self.learning_rate),
                       loss="sparse_categorical_crossentropy", metrics=["accuracy"])
         return model
 
     def _train(self, model, train_sources, train_targets, weights, validation, seed,
                callbacks):
-        """Fit ``model``: on cached frozen-prefix activations when it can, else on images."""
+        """Fit ``model``: on cached frozen-prefix activations when it can, else on images.
+        Returns the history (a dict of lists, one value per epoch) and whether the prefix
+        was cached."""
         keras = load_keras()
 
         policy = self.augmentation.policy if isinstance(self.augmentation, ImageAugmenter) \
             else self.augmentation
         train_images = load_batch(train_sources, self.input_side)
+        val_images = None if validation is None else load_batch(validation[0],
+                                                                 self.input_side)
+        checkpoint = self._checkpoint(train_images, train_targets, weights, val_images,
+                                      validation, seed)
         views = policy is not None and self.augmentation_views is not None
         if views:
             # A fixed set of views instead of new ones every epoch: their frozen prefix can
@@ -439,15 +455,6 @@ class KerasImageClassifier(ClassifierMixin, BaseEstimator):
             policy = None
         prefix = frozen_prefix(model)
         cached = prefix is not None and policy is None and bool(self.cache_frozen)
-        monitor = "val_loss" if validation is not None else "loss"
-        self._clock = _EpochClock()
-        every = [self._clock, *callbacks]
-        if validation is not None:
-            every.insert(0, keras.callbacks.EarlyStopping(monitor=monitor,
-                                                          patience=self.patience,
-                                                          restore_best_weights=True))
-        val_images = None if validation is None else load_batch(validation[0],
-                                                                 self.input_side)
         if cached:
             trainer, x_train, x_val = self._head_on_cached_prefix(model, prefix, train_images,
                                                                   val_images)
@@ -455,24 +462,62 @@ class KerasImageClassifier(ClassifierMixin, BaseEstimator):
                             loss="sparse_categorical_crossentropy", metrics=["accuracy"])
             # Batches cut from the arrays as they are needed: handed whole to Keras, the
             # activations (4 GB for the chest X-rays' block3_pool) would be copied again.
-            history = trainer.fit(
-                _batches(x_train, train_targets, self.batch_size, _unchanged, None, seed,
-                         weights, views=views),
-                validation_data=None if validation is None else _batches(
-                    x_val, validation[1], self.batch_size, _unchanged, None, seed),
-                epochs=self.max_epochs, callbacks=every, verbose=self._keras_verbose())
+            data = _batches(x_train, train_targets, self.batch_size, _unchanged, None, seed,
+                            weights, views=views)
+            val_data = None if validation is None else _batches(
+                x_val, validation[1], self.batch_size, _unchanged, None, seed)
         else:
+            trainer = model
             data = _batches(train_images, train_targets, self.batch_size, self.preprocess,
                             policy, seed, weights, views=views)
-            history = model.fit(
-                data, epochs=self.max_epochs, callbacks=every, verbose=self._keras_verbose(),
-                validation_data=None if validation is None else (
-                    self.preprocess(val_images), validation[1]))
+            val_data = None if validation is None else (self.preprocess(val_images),
+                                                        validation[1])
+        history = self._fit_keras(trainer, data, val_data, checkpoint, callbacks)
         return history, cached
+
+    def _fit_keras(self, trainer, data, val_data, checkpoint, callbacks) -> dict:
+        """``trainer.fit`` with early stopping (when there is validation data), the epoch
+        clock and, with a checkpoint, the state saved after every epoch: a fit started
+        again resumes after the last epoch saved."""
+        keras = load_keras()
+
+        self._clock = _EpochClock()
+        stopping = None if val_data is None else keras.callbacks.EarlyStopping(
+            monitor="val_loss", patience=self.patience, restore_best_weights=True)
+        every = [c for c in (stopping, self._clock) if c is not None]
+        state, saver, initial_epoch = None, None, 0
+        if checkpoint is not None:
+            state = checkpoint.load()
+            if state is not None:
+                initial_epoch = self.max_epochs if state["stopped"] else state["epochs"]
+            saver = checkpoint.callback(state, stopping, self._clock)
+            every.append(saver)  # after the two it restores
+        history = trainer.fit(data, validation_data=val_data, epochs=self.max_epochs,
+                              initial_epoch=min(initial_epoch, self.max_epochs),
+                              callbacks=every + list(callbacks), verbose=self._keras_verbose())
+        if saver is None:
+            return history.history
+        checkpoint.remove()  # trained: what it kept is in the model now
+        return saver.history
+
+    def _checkpoint(self, train_images, train_targets, weights, val_images, validation,
+                    seed) -> TrainingCheckpoint | None:
+        """This fit's checkpoint in ``checkpoint_dir``, keyed by everything that makes the
+        fit what it is (so a fit resumes only its own state), or None."""
+        if self.checkpoint_dir is None or self._warm:  # a warm start begins elsewhere
+            return None
+        # random_state is in the seed (a RandomState's repr names its address).
+        params = {k: v for k, v in sorted(self.get_params(deep=False).items())
+                  if k not in ("verbose", "checkpoint_dir", "cache_frozen", "random_state")}
+        parts = [type(self).__name__, repr(params), str(seed), _pixels_digest(train_images),
+                 _pixels_digest(train_targets), _pixels_digest(weights)]
+        if validation is not None:
+            parts += [_pixels_digest(val_images), _pixels_digest(validation[1])]
+        return TrainingCheckpoint(self.checkpoint_dir, make_key("fit", *parts))
 
     def _record(self, model, history, cached: bool) -> None:
         self.model_ = model
-        self.history_ = {k: [float(v) for v in vals] for k, vals in history.history.items()}
+        self.history_ = {k: [float(v) for v in vals] for k, vals in history.items()}
         losses = self.history_.get("val_loss", self.history_["loss"])
         self.best_epoch_ = (int(np.argmin(losses)) + 1 if "val_loss" in self.history_
                             else len(losses))
@@ -567,7 +612,7 @@ class KerasImageClassifier(ClassifierMixin, BaseEstimator):
             batch = todo[start:start + step]
             values = np.asarray(prefix_model.predict_on_batch(self.preprocess(images[batch])))
             count_forward(f"{self.backbone_} frozen prefix", identity,
-                          "float32", self.input_side_, len(batch))
+                          self.precision_, self.input_side_, len(batch))
             for i, value in zip(batch, values):
                 out[i] = value
                 if cache is not None:

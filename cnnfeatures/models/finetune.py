@@ -37,6 +37,12 @@ class FineTunedCNNClassifier(KerasImageClassifier):
     head_units : tuple of 2 ints, default=(1024, 512)
     dropout : float, default=0.5
     input_side : int, default=224
+    precision : {"float32", "bfloat16", "float16"}, default="float32"
+        Precision the network computes in, training included (Keras' mixed policies: the
+        weights and the optimizer's state stay float32, and so does the softmax). On a
+        processor with bfloat16 matrix units (Intel AMX, AVX-512 BF16) ``"bfloat16"``
+        trains VGG-16 3–4 times faster than float32 (``benchmarks/bench_finetune.py``);
+        elsewhere it can be slower. Part of the frozen prefix's cache key.
     learning_rate : float, default=1e-4
         Adam's learning rate (the report used 1e-6 for 300 epochs).
     batch_size : int, default=16
@@ -66,6 +72,16 @@ class FineTunedCNNClassifier(KerasImageClassifier):
         kept in the activation cache (True: the default one, see
         :func:`~cnnfeatures.cache.default_cache_dir`; a path: that directory, shared by
         every process and run that names it; False: not computed apart).
+    checkpoint_dir : str, Path or None, default=None
+        A folder where training saves its state after every epoch: the network's weights,
+        the optimizer's state, early stopping's best weights and counters, the history.
+        A fit that was interrupted (the process killed, the machine lost) and is started
+        again with the same parameters, images, labels and ``random_state`` (an int)
+        resumes after its last finished epoch instead of from the start; a finished fit
+        removes its state. Fits of a grid search can share one folder (each has its own
+        sub-folder, named by a digest of what it is). The resumed run is the same training
+        but not bit for bit: dropout and the batch order draw anew from the resumed epoch.
+        Not used for a ``warm_start`` fit of a fitted model.
     warm_start : bool, default=False
         Continue training the fitted network at the next ``fit`` (same classes) instead
         of building a new one.
@@ -87,9 +103,9 @@ class FineTunedCNNClassifier(KerasImageClassifier):
         Whether a frozen prefix ran once per image and the rest trained on its activations.
     epoch_seconds_ : list of float
         Wall time of each epoch.
-    backbone_, input_side_ : str, int
-        The backbone and input side the model was built for (``predict`` uses these,
-        whatever ``set_params`` said since).
+    backbone_, input_side_, precision_ : str, int, str
+        The backbone, input side and precision the model was built for (``predict`` uses
+        these, whatever ``set_params`` said since).
     weights_fingerprint_ : str or None
         The pretrained weights the network started from (a digest of a weights file's
         content, or ``"imagenet"``); None for random weights. The fitted model holds its

@@ -39,15 +39,15 @@ class HybridSepConvClassifier(KerasImageClassifier):
         whatever it learned. 0.9 settles within a few dozen steps.
     head_units : tuple of 2 ints, default=(1024, 512)
     dropout : float, default=0.5
-    input_side, learning_rate, batch_size, max_epochs, patience, validation_fraction, \
-class_weight, augmentation, augmentation_views, cache_frozen, warm_start, \
+    input_side, precision, learning_rate, batch_size, max_epochs, patience, validation_fraction, \
+class_weight, augmentation, augmentation_views, cache_frozen, checkpoint_dir, warm_start, \
 random_state, verbose
         As for :class:`~cnnfeatures.FineTunedCNNClassifier`.
 
     Attributes
     ----------
     model_, classes_, history_, best_epoch_, n_epochs_, frozen_prefix_cached_, \
-backbone_, input_side_, weights_fingerprint_
+backbone_, input_side_, precision_, weights_fingerprint_
         As for :class:`~cnnfeatures.FineTunedCNNClassifier`.
 
     Examples

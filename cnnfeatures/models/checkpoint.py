@@ -1,0 +1,143 @@
+"""Training state saved after every epoch, so that an interrupted fit resumes.
+
+A full-budget fit on a CPU runs for hours; a killed process, a lost machine or the kernel's
+out-of-memory killer would otherwise throw every finished epoch away. A
+:class:`TrainingCheckpoint` keeps, in a folder named by what the fit is, the network's
+weights and the optimizer's state (Keras' ``save_weights`` holds both), the early-stopping
+state (best loss, best weights, epochs without improvement), the history and the epoch
+times. The same fit started again finds the folder and goes on after its last finished
+epoch; a finished fit removes its folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from ..backend import load_keras
+
+__all__ = ["TrainingCheckpoint"]
+
+STATE_FILE = "state.json"
+
+
+class TrainingCheckpoint:
+    """The saved state of one fit, in ``directory/fit-<key>``.
+
+    Parameters
+    ----------
+    directory : str or Path
+        Shared by any number of fits (a grid search's): each has its own sub-folder.
+    key : str
+        What makes two fits the same: the estimator computes it from its parameters, its
+        training and validation images and labels, and its seed. A fit never resumes
+        another's state.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> checkpoint = TrainingCheckpoint(tempfile.mkdtemp(), "0123abcd")
+    >>> checkpoint.path.name, checkpoint.load()
+    ('fit-0123abcd', None)
+    """
+
+    def __init__(self, directory: str | os.PathLike[str], key: str):
+        self.path = Path(directory) / f"fit-{key}"
+
+    def load(self) -> dict | None:
+        """The last saved state (epochs done, history, ...), or None: nothing to resume."""
+        try:
+            with open(self.path / STATE_FILE) as f:
+                return json.load(f)
+        except FileNotFoundError:
+            return None
+
+    def remove(self) -> None:
+        """Forget the state (the fit finished). Only this fit's folder goes."""
+        shutil.rmtree(self.path, ignore_errors=True)
+
+    def callback(self, state: dict | None, early_stopping, clock):
+        """A Keras callback that restores ``state`` when training begins (after
+        ``early_stopping`` and ``clock`` reset themselves: place it after them) and saves
+        the state after every epoch."""
+        keras = load_keras()
+        checkpoint = self
+
+        class Save(keras.callbacks.Callback):
+            def __init__(self):
+                super().__init__()
+                self.history = {k: list(v) for k, v in (state or {}).get("history",
+                                                                         {}).items()}
+
+            def on_train_begin(self, logs=None):
+                if state is not None:
+                    checkpoint._restore(self.model, state, early_stopping, clock)
+                else:  # a fresh start: files of an attempt killed before its first state
+                    checkpoint.remove()
+
+            def on_epoch_end(self, epoch, logs=None):
+                for name, value in (logs or {}).items():
+                    self.history.setdefault(name, []).append(float(value))
+                checkpoint._save(self.model, epoch + 1, self.history, early_stopping,
+                                 clock, stopped=bool(self.model.stop_training))
+
+        return Save()
+
+    # -- files: every file is written under a temporary name and renamed, the state file
+    # last; it names the weight files it goes with, so a crash at any point leaves the
+    # previous epoch's complete state.
+    def _save(self, model, epochs: int, history: dict, early_stopping, clock, *,
+              stopped: bool) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        weights = f"epoch-{epochs:04d}.weights.h5"
+        _atomic(self.path / weights, lambda tmp: model.save_weights(tmp),
+                suffix=".weights.h5")
+        best = None
+        if early_stopping is not None and early_stopping.best_weights is not None:
+            # Named by the epoch they come from: written again only when a better epoch
+            # replaces them (hundreds of MB for VGG's head).
+            best = f"best-{early_stopping.best_epoch + 1:04d}.npz"
+            if not (self.path / best).exists():
+                _atomic(self.path / best,
+                        lambda tmp: np.savez(tmp, *early_stopping.best_weights),
+                        suffix=".npz")
+        state = {
+            "epochs": epochs, "stopped": stopped, "history": history, "weights": weights,
+            "best_weights": best,
+            "early_stopping": None if early_stopping is None else {
+                "best": _number(early_stopping.best), "wait": int(early_stopping.wait),
+                "best_epoch": int(early_stopping.best_epoch)},
+            "epoch_seconds": [float(s) for s in clock.seconds],
+        }
+        _atomic(self.path / STATE_FILE, lambda tmp: Path(tmp).write_text(json.dumps(state)))
+        for old in self.path.iterdir():  # the previous epoch's files
+            if old.name not in (STATE_FILE, weights, best):
+                old.unlink(missing_ok=True)
+
+    def _restore(self, model, state: dict, early_stopping, clock) -> None:
+        optimizer = getattr(model, "optimizer", None)
+        if optimizer is not None and not optimizer.built:  # so its state has a place
+            optimizer.build(model.trainable_variables)
+        model.load_weights(self.path / state["weights"])
+        saved = state.get("early_stopping")
+        if early_stopping is not None and saved is not None:
+            early_stopping.best, early_stopping.wait = saved["best"], saved["wait"]
+            early_stopping.best_epoch = saved["best_epoch"]
+            if state.get("best_weights"):
+                with np.load(self.path / state["best_weights"]) as f:
+                    early_stopping.best_weights = [f[f"arr_{i}"] for i in range(len(f))]
+        clock.seconds[:] = state.get("epoch_seconds", [])
+
+
+def _number(value):
+    return None if value is None else float(value)
+
+
+def _atomic(path: Path, write, suffix: str = "") -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp{suffix}")
+    write(str(tmp))
+    os.replace(tmp, path)
