@@ -45,8 +45,9 @@ def _add_network_args(p: argparse.ArgumentParser) -> None:
                    help="'imagenet' (Keras' cache or download), the path of a Keras weights "
                         "file, or 'none' (random)")
     p.add_argument("--precision", default="float32", choices=sorted(PRECISIONS),
-                   help="precision of the convolutions (bfloat16: 3-5x faster on CPUs with "
-                        "AMX / AVX-512 BF16; features change by under 1%%)")
+                   help="precision of the networks, extraction and training (bfloat16: "
+                        "3-5x faster on CPUs with AMX / AVX-512 BF16; features change by "
+                        "under 1%%)")
 
 
 def _add_extractor_args(p: argparse.ArgumentParser, many: bool = False) -> None:
@@ -347,6 +348,7 @@ def cmd_reproduce(args) -> int:
     budget = replace(budget, **changes, name=budget.name + ("*" if changes else ""))
     exp = Experiment(backbone=args.backbone, weights=args.weights, budget=budget,
                      precision=args.precision, cache=args.cache_dir or True,
+                     checkpoint_dir=os.path.join(args.output, "checkpoints"),
                      group_patterns=_group_patterns(args.group_pattern),
                      verbose=args.verbose, random_state=args.seed)
     tables = list(TABLES) if args.table == "all" else [args.table]
@@ -501,7 +503,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "epochs); full: the report's settings; cpu: the whole data, "
                         "trained tables cut to hours of CPU (the base trains in its last "
                         "block only, a patient-grouped fifth of train picks epochs and "
-                        "threshold)")
+                        "threshold); cpu-augmented: cpu with augmented training, blocks "
+                        "4-5 trained (add --precision bfloat16 where the CPU has AMX)")
     p.add_argument("--scales", nargs="+", type=int,
                    help="override the budget's scales (of every table)")
     p.add_argument("--max-train", type=int, help="override the budget's train subsample "

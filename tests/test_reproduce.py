@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+from sklearn.base import BaseEstimator, ClassifierMixin
 
 from cnnfeatures.cli import main
 from cnnfeatures.report import Experiment, quick_budget, run_table
@@ -214,3 +215,68 @@ def test_binary_records_carry_intervals_for_recall_specificity_and_auc():
         assert r[f"{key}_high"] - r[f"{key}_low"] < 0.25  # 200 cases: a few points each way
     three = evaluation_record([0, 1, 2] * 20, [0, 1, 2] * 20, n_resamples=50)
     assert "recall 0_low" not in three  # per-class intervals: binary problems only
+
+
+class _BrightnessProbability(ClassifierMixin, BaseEstimator):
+    """P(second class) = an image's mean brightness / 255: a 'network' whose held-out
+    probabilities the test sets by hand."""
+
+    def fit(self, X, y, validation_data=None):
+        self.classes_ = np.unique(y)
+        return self
+
+    def predict_proba(self, X):
+        p = np.array([np.asarray(x, float).mean() / 255 for x in X])
+        return np.c_[1 - p, p]
+
+
+def test_held_out_threshold_is_the_centre_of_the_best_ones():
+    """Held-out images separate anywhere between 0.2 and 0.8: the threshold is the middle
+    of that gap (scikit-learn's tuner alone returns its lowest end)."""
+    from sklearn.model_selection import TunedThresholdClassifierCV
+
+    from cnnfeatures.report import HeldOutValidation
+
+    levels = np.r_[np.linspace(0.05, 0.2, 10), np.linspace(0.8, 0.95, 10)]
+    X = np.stack([np.full((8, 8, 3), round(v * 255), np.uint8) for v in levels])
+    y = np.array(["NORMAL"] * 10 + ["PNEUMONIA"] * 10)
+    model = HeldOutValidation(_BrightnessProbability(), validation_fraction=0.5).fit(X, y)
+    assert model.validation_scores_["balanced_accuracy"] == 1.0
+    assert 0.4 < model.threshold_ < 0.6
+    lowest = TunedThresholdClassifierCV(model.estimator_, scoring="balanced_accuracy",
+                                        cv="prefit", refit=False).fit(X, y).best_threshold_
+    assert lowest < 0.25  # what the centre rule replaces
+    assert model.predict(X).tolist() == y.tolist()
+
+
+def test_cpu_augmented_budget_augments_every_trained_network(bright_dark, tmp_path):
+    """Budget "cpu-augmented": fixed views (prefix cached) on the frozen base, new views
+    every epoch where blocks 4-5 or the hybrid's separable blocks train, the pretrained
+    blocks at the lower rate; the precision and checkpoint folder reach every network."""
+    from dataclasses import replace
+
+    from cnnfeatures.report import BUDGETS
+
+    budget = replace(BUDGETS["cpu-augmented"], max_epochs=2, base_epochs=1,
+                     n_resamples=50, validation_fraction=0.25, augmentation_views=1)
+    exp = Experiment(backbone="vgg16", weights=None, budget=budget, cache=False,
+                     precision="bfloat16", checkpoint_dir=tmp_path / "checkpoints",
+                     model_params=dict(input_side=32, head_units=(16, 8), batch_size=8))
+    frozen, trained = exp.keras_params(True), exp.keras_params(False)
+    assert frozen["augmentation_views"] == 1 and trained["augmentation_views"] is None
+    assert exp.keras_params(True, views=False)["augmentation_views"] is None  # the hybrid's
+    assert (frozen["learning_rate"], trained["learning_rate"]) == (1e-4, 1e-5)
+    assert frozen["augmentation"] is trained["augmentation"] is budget.augmentation
+    assert exp.base_frozen(()) == ("block1", "block2", "block3")
+    assert frozen["precision"] == trained["precision"] == "bfloat16"
+    assert frozen["checkpoint_dir"] == tmp_path / "checkpoints"
+
+    t10 = run_table("10", [bright_dark], exp)
+    assert list(t10.tables["table_10"].columns) == [
+        "fine-tuned VGG (frozen base)", "fine-tuned VGG (block1-3 frozen)",
+        "hybrid SepConv CNN"]
+    for record in t10.records:
+        assert 0 <= record["threshold"] <= 1
+    assert not list((tmp_path / "checkpoints").glob("fit-*"))  # finished fits leave none
+    # A budget with augmentation is another measurement: its own journal identity.
+    assert exp.identity() != replace(exp, budget=replace(budget, augmentation=None)).identity()
