@@ -11,7 +11,9 @@ A :class:`Budget` bounds the work: ``BUDGETS["quick"]`` finishes each table on a
 ../shared/data set within minutes on 2 CPU cores (stratified subsamples, fewer scales and
 epochs); ``BUDGETS["full"]`` follows the report's settings (whole splits, scales 0–2, up to
 300 epochs); ``BUDGETS["cpu"]`` runs the whole splits too, with the trained tables cut to
-what a CPU affords in hours (only the last block of the base trains; see :class:`Budget`).
+what a CPU affords in hours (only the last block of the base trains; see :class:`Budget`);
+``BUDGETS["cpu-augmented"]`` adds the report's augmentation to the trained networks, with
+blocks 4–5 training (hours with ``precision="bfloat16"`` on a CPU with AMX).
 
 Which layers? With weights that hold VGG's classifier top (``"imagenet"``, or a file
 saved with ``include_top=True``) the fixed-feature tables read the report's
