@@ -55,7 +55,13 @@ def _batches(images, targets, batch_size, preprocess, policy, seed, weights=None
     """A keras PyDataset over images (uint8) or activations (float32), in a new random
     order every epoch: preprocess per batch, augment on the fly. With ``views``,
     ``images[v, i]`` is view ``v`` of image ``i``: every epoch takes one view of each image,
-    drawn anew."""
+    drawn anew.
+
+    Everything random comes from ``seed``: the order and views from one generator advanced
+    once per epoch, a batch's augmentation from a generator of its own (seed, epoch, batch),
+    so the same fit gets the same batches in whatever order Keras asks for them. Fit it
+    with ``shuffle=False``: Keras' own shuffling of the batches draws from NumPy's global
+    generator, which whatever ran before the fit has advanced."""
     keras = load_keras()
     n_images = len(targets)
 
@@ -63,12 +69,14 @@ def _batches(images, targets, batch_size, preprocess, policy, seed, weights=None
         def __init__(self):
             super().__init__()
             self.rng = np.random.RandomState(seed)
+            self.epoch = -1
             self.on_epoch_end()
 
         def __len__(self):
             return -(-n_images // batch_size)
 
         def on_epoch_end(self):
+            self.epoch += 1
             self.order = self.rng.permutation(n_images)
             if views:
                 self.view = self.rng.randint(len(images), size=n_images)
@@ -77,7 +85,8 @@ def _batches(images, targets, batch_size, preprocess, policy, seed, weights=None
             idx = self.order[index * batch_size : (index + 1) * batch_size]
             x = (images[self.view[idx], idx] if views else images[idx]).astype(np.float32)
             if policy is not None:  # a new random view of every image, every epoch
-                x = np.stack([policy(img, self.rng) for img in x])
+                rng = np.random.RandomState([seed, self.epoch, index])
+                x = np.stack([policy(img, rng) for img in x])
             out = (preprocess(x), targets[idx])
             return out + (weights[idx],) if weights is not None else out
 
@@ -492,9 +501,11 @@ class KerasImageClassifier(ClassifierMixin, BaseEstimator):
                 initial_epoch = self.max_epochs if state["stopped"] else state["epochs"]
             saver = checkpoint.callback(state, stopping, self._clock)
             every.append(saver)  # after the two it restores
+        # shuffle=False: the batches shuffle themselves, from the fit's seed (_batches).
         history = trainer.fit(data, validation_data=val_data, epochs=self.max_epochs,
                               initial_epoch=min(initial_epoch, self.max_epochs),
-                              callbacks=every + list(callbacks), verbose=self._keras_verbose())
+                              shuffle=False, callbacks=every + list(callbacks),
+                              verbose=self._keras_verbose())
         if saver is None:
             return history.history
         checkpoint.remove()  # trained: what it kept is in the model now
