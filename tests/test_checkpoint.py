@@ -88,6 +88,24 @@ def test_interrupted_fit_resumes_after_its_last_epoch(task, tmp_path, cache_froz
     assert resumed.score(X, y) == whole.score(X, y) == 1.0
 
 
+@pytest.mark.parametrize("views", [None, 2])  # augmentation drawn every epoch / fixed views
+def test_resumed_fit_trains_on_the_batches_of_the_uninterrupted_one(task, tmp_path, views):
+    """Epoch e's order, views and augmentation come from (seed, e), and dropout's generator
+    state is saved: a fit resumed at epoch 4 trains on what the uninterrupted fit trained on
+    there, with the same masks, and ends where it ends."""
+    from cnnfeatures import ImageAugmenter
+
+    X, y = task
+    params = dict(augmentation=ImageAugmenter(rotation=10, brightness=0.2),
+                  augmentation_views=views, checkpoint_dir=tmp_path, dropout=0.3)
+    with pytest.raises(KeyboardInterrupt):
+        small(**params).fit(X, y, callbacks=[interrupt_after(4)])
+    resumed = small(**params).fit(X, y)
+    whole = small(**params).fit(X, y)
+    assert resumed.history_["loss"] == pytest.approx(whole.history_["loss"], rel=1e-6)
+    np.testing.assert_allclose(resumed.predict_proba(X), whole.predict_proba(X), rtol=1e-5)
+
+
 def test_a_fit_resumes_only_its_own_state(task, tmp_path):
     X, y = task
     with pytest.raises(KeyboardInterrupt):

@@ -57,10 +57,11 @@ def _batches(images, targets, batch_size, preprocess, policy, seed, weights=None
     ``images[v, i]`` is view ``v`` of image ``i``: every epoch takes one view of each image,
     drawn anew.
 
-    Everything random comes from ``seed``: the order and views from one generator advanced
-    once per epoch, a batch's augmentation from a generator of its own (seed, epoch, batch),
-    so the same fit gets the same batches in whatever order Keras asks for them. Fit it
-    with ``shuffle=False``: Keras' own shuffling of the batches draws from NumPy's global
+    Everything random comes from ``seed`` and the epoch: an epoch's order and views from a
+    generator of (seed, epoch), a batch's augmentation from one of (seed, epoch, batch). So
+    the same fit gets the same batches in whatever order Keras asks for them, and a fit
+    resumed at epoch ``e`` (``start(e)``) those the uninterrupted fit had. Fit it with
+    ``shuffle=False``: Keras' own shuffling of the batches draws from NumPy's global
     generator, which whatever ran before the fit has advanced."""
     keras = load_keras()
     n_images = len(targets)
@@ -68,18 +69,21 @@ def _batches(images, targets, batch_size, preprocess, policy, seed, weights=None
     class Batches(keras.utils.PyDataset):
         def __init__(self):
             super().__init__()
-            self.rng = np.random.RandomState(seed)
-            self.epoch = -1
-            self.on_epoch_end()
+            self.start(0)
 
         def __len__(self):
             return -(-n_images // batch_size)
 
-        def on_epoch_end(self):
-            self.epoch += 1
-            self.order = self.rng.permutation(n_images)
+        def start(self, epoch: int) -> None:
+            """Serve the batches of ``epoch``."""
+            self.epoch = epoch
+            rng = np.random.RandomState([seed, epoch])
+            self.order = rng.permutation(n_images)
             if views:
-                self.view = self.rng.randint(len(images), size=n_images)
+                self.view = rng.randint(len(images), size=n_images)
+
+        def on_epoch_end(self):
+            self.start(self.epoch + 1)
 
         def __getitem__(self, index):
             idx = self.order[index * batch_size : (index + 1) * batch_size]
@@ -501,6 +505,7 @@ class KerasImageClassifier(ClassifierMixin, BaseEstimator):
                 initial_epoch = self.max_epochs if state["stopped"] else state["epochs"]
             saver = checkpoint.callback(state, stopping, self._clock)
             every.append(saver)  # after the two it restores
+            data.start(initial_epoch)  # the batches the uninterrupted fit trains on next
         # shuffle=False: the batches shuffle themselves, from the fit's seed (_batches).
         history = trainer.fit(data, validation_data=val_data, epochs=self.max_epochs,
                               initial_epoch=min(initial_epoch, self.max_epochs),

@@ -3,10 +3,11 @@
 A full-budget fit on a CPU runs for hours; a killed process, a lost machine or the kernel's
 out-of-memory killer would otherwise throw every finished epoch away. A
 :class:`TrainingCheckpoint` keeps, in a folder named by what the fit is, the network's
-weights and the optimizer's state (Keras' ``save_weights`` holds both), the early-stopping
-state (best loss, best weights, epochs without improvement), the history and the epoch
-times. The same fit started again finds the folder and goes on after its last finished
-epoch; a finished fit removes its folder.
+weights and the optimizer's state (Keras' ``save_weights`` holds both), the state of its
+random generators (dropout's: so that the resumed epochs draw the masks the uninterrupted
+fit would have), the early-stopping state (best loss, best weights, epochs without
+improvement), the history and the epoch times. The same fit started again finds the
+folder and goes on after its last finished epoch; a finished fit removes its folder.
 """
 
 from __future__ import annotations
@@ -96,6 +97,10 @@ class TrainingCheckpoint:
         weights = f"epoch-{epochs:04d}.weights.h5"
         _atomic(self.path / weights, lambda tmp: model.save_weights(tmp),
                 suffix=".weights.h5")
+        seeds = f"seeds-{epochs:04d}.npz"
+        _atomic(self.path / seeds,
+                lambda tmp: np.savez(tmp, *[np.asarray(v) for v in _seed_states(model)]),
+                suffix=".npz")
         best = None
         if early_stopping is not None and early_stopping.best_weights is not None:
             # Named by the epoch they come from: written again only when a better epoch
@@ -107,7 +112,7 @@ class TrainingCheckpoint:
                         suffix=".npz")
         state = {
             "epochs": epochs, "stopped": stopped, "history": history, "weights": weights,
-            "best_weights": best,
+            "seeds": seeds, "best_weights": best,
             "early_stopping": None if early_stopping is None else {
                 "best": _number(early_stopping.best), "wait": int(early_stopping.wait),
                 "best_epoch": int(early_stopping.best_epoch)},
@@ -115,7 +120,7 @@ class TrainingCheckpoint:
         }
         _atomic(self.path / STATE_FILE, lambda tmp: Path(tmp).write_text(json.dumps(state)))
         for old in self.path.iterdir():  # the previous epoch's files
-            if old.name not in (STATE_FILE, weights, best):
+            if old.name not in (STATE_FILE, weights, seeds, best):
                 old.unlink(missing_ok=True)
 
     def _restore(self, model, state: dict, early_stopping, clock) -> None:
@@ -123,6 +128,9 @@ class TrainingCheckpoint:
         if optimizer is not None and not optimizer.built:  # so its state has a place
             optimizer.build(model.trainable_variables)
         model.load_weights(self.path / state["weights"])
+        with np.load(self.path / state["seeds"]) as f:
+            for i, variable in enumerate(_seed_states(model)):
+                variable.assign(f[f"arr_{i}"])
         saved = state.get("early_stopping")
         if early_stopping is not None and saved is not None:
             early_stopping.best, early_stopping.wait = saved["best"], saved["wait"]
@@ -131,6 +139,13 @@ class TrainingCheckpoint:
                 with np.load(self.path / state["best_weights"]) as f:
                     early_stopping.best_weights = [f[f"arr_{i}"] for i in range(len(f))]
         clock.seconds[:] = state.get("epoch_seconds", [])
+
+
+def _seed_states(model) -> list:
+    """The model's random generators' states: its variables that are not weights
+    (``save_weights`` leaves them out)."""
+    weights = {id(w) for w in model.weights}
+    return [v for v in model.variables if id(v) not in weights]
 
 
 def _number(value):
