@@ -111,7 +111,9 @@ def test_a_fit_resumes_only_its_own_state(task, tmp_path):
     with pytest.raises(KeyboardInterrupt):
         small(checkpoint_dir=tmp_path).fit(X, y, callbacks=[interrupt_after(3)])
     for other in (small(checkpoint_dir=tmp_path, learning_rate=5e-4),
-                  small(checkpoint_dir=tmp_path, random_state=1)):
+                  small(checkpoint_dir=tmp_path, random_state=1),
+                  # the whole network trains, not a head on the cached prefix
+                  small(checkpoint_dir=tmp_path, cache_frozen=False)):
         count = epochs_counter()
         other.fit(X, y, callbacks=[count])
         assert count.epochs == list(range(6))  # from the start: not the same fit
@@ -132,10 +134,65 @@ def test_early_stopping_state_survives_the_interruption(task, tmp_path):
         small(**params).fit(X, y, groups=groups, callbacks=[interrupt_after(2)])
     resumed = small(**params).fit(X, y, groups=groups)
     assert resumed.best_epoch_ == int(np.argmin(resumed.history_["val_loss"])) + 1
-    assert resumed.n_epochs_ >= resumed.best_epoch_
     assert len(resumed.history_["val_loss"]) == resumed.n_epochs_
-    assert whole.best_epoch_ >= 1 and resumed.history_["val_loss"][:2] == pytest.approx(
-        whole.history_["val_loss"][:2], rel=1e-5)
+    # It stops where the uninterrupted fit stops, with its best weights.
+    assert (resumed.n_epochs_, resumed.best_epoch_) == (whole.n_epochs_, whole.best_epoch_)
+    assert whole.n_epochs_ < 12  # early stopping did stop it
+    assert resumed.history_["val_loss"] == pytest.approx(whole.history_["val_loss"], rel=1e-5)
+    np.testing.assert_allclose(resumed.predict_proba(X), whole.predict_proba(X), rtol=1e-5)
+
+
+@pytest.mark.parametrize("stopped_by", ["early stopping", "a callback"])
+def test_a_fit_stopped_before_it_returned_resumes_with_no_epoch_left(task, tmp_path,
+                                                                      stopped_by):
+    """Killed after training stopped (by early stopping, or a user's callback) but before
+    fit returned: the next fit trains no epoch and ends with the weights the uninterrupted
+    fit ended with."""
+    keras = load_keras()
+
+    class StopsAtThreeKilledAtTheEnd(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if stopped_by == "a callback" and epoch == 2:
+                self.model.stop_training = True
+
+        def on_train_end(self, logs=None):
+            raise KeyboardInterrupt
+
+    X, y = task
+    groups = np.repeat(np.arange(12), 2)
+    params = dict(checkpoint_dir=tmp_path, max_epochs=12, patience=2, learning_rate=3e-2)
+    with pytest.raises(KeyboardInterrupt):
+        small(**params).fit(X, y, groups=groups, callbacks=[StopsAtThreeKilledAtTheEnd()])
+    (saved,) = fit_dirs(tmp_path)
+    assert json.loads((saved / STATE_FILE).read_text())["stopped"]
+    count = epochs_counter()
+    resumed = small(**params).fit(X, y, groups=groups, callbacks=[count])
+    whole = small(**{**params, "checkpoint_dir": None, "max_epochs":
+                     3 if stopped_by == "a callback" else 12}).fit(X, y, groups=groups)
+    assert count.epochs == []
+    assert (resumed.n_epochs_, resumed.best_epoch_) == (whole.n_epochs_, whole.best_epoch_)
+    np.testing.assert_allclose(resumed.predict_proba(X), whole.predict_proba(X), rtol=1e-5)
+
+
+def test_a_state_that_cannot_be_read_starts_the_fit_again(task, tmp_path):
+    X, y = task
+    with pytest.raises(KeyboardInterrupt):
+        small(checkpoint_dir=tmp_path).fit(X, y, callbacks=[interrupt_after(3)])
+    (saved,) = fit_dirs(tmp_path)
+    (saved / STATE_FILE).write_text('{"epochs": 3, "sto')  # what a lost disk cache leaves
+    count = epochs_counter()
+    with pytest.warns(UserWarning, match=r"state\.json cannot be resumed.*from the beginning"):
+        small(checkpoint_dir=tmp_path).fit(X, y, callbacks=[count])
+    assert count.epochs == list(range(6)) and fit_dirs(tmp_path) == []
+
+
+def test_checkpoints_need_an_int_random_state(task, tmp_path):
+    X, y = task
+    with pytest.warns(UserWarning, match="needs an int random_state.*none is saved"):
+        with pytest.raises(KeyboardInterrupt):
+            small(checkpoint_dir=tmp_path, random_state=None).fit(
+                X, y, callbacks=[interrupt_after(2)])
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_hybrid_resumes_its_batch_norm_statistics(task, tmp_path):

@@ -323,14 +323,15 @@ def test_augmentation_views_without_augmentation_is_an_error(task):
         small(augmentation_views=2).fit(X, y)
 
 
-def test_bfloat16_training_leaves_the_global_policy_alone(task):
+def test_bfloat16_training_leaves_the_global_policy_alone(task, tmp_path):
     from cnnfeatures.backend import load_keras
-    from cnnfeatures.models._base import _prefix_identity
+    from cnnfeatures.cache import get_cache
 
     keras = load_keras()
     X, y = task
     before = keras.config.dtype_policy().name
-    clf = small(precision="bfloat16", max_epochs=15, patience=15).fit(X, y)
+    clf = small(precision="bfloat16", max_epochs=15, patience=15,
+                cache_frozen=tmp_path).fit(X, y)
     assert keras.config.dtype_policy().name == before
     conv = clf.model_.get_layer("block1_conv1")
     assert (conv.compute_dtype, conv.variable_dtype) == ("bfloat16", "float32")
@@ -339,9 +340,30 @@ def test_bfloat16_training_leaves_the_global_policy_alone(task):
     assert proba.dtype == np.float64 and np.allclose(proba.sum(axis=1), 1)
     assert clf.score(X, y) == 1.0 and clf.precision_ == "bfloat16"
     # Its frozen prefix is another computation than float32's: other cache entries.
-    plain = small(max_epochs=1).fit(X, y)
-    cut = [layer.name for layer in clf.model_.layers].index("flatten")
-    assert _prefix_identity(clf.model_, cut, 32) != _prefix_identity(plain.model_, cut, 32)
+    entries = get_cache(tmp_path).info().disk_entries
+    assert entries > 0
+    small(max_epochs=1, cache_frozen=tmp_path).fit(X, y)
+    assert get_cache(tmp_path).info().disk_entries == 2 * entries
+
+
+def test_float16_training_scales_the_loss(task):
+    """float16 needs loss scaling (its gradients underflow): Keras adds it for models
+    built under mixed_float16, the head trained on a cached prefix included."""
+    from cnnfeatures.backend import load_keras
+
+    keras = load_keras()
+    X, y = task
+    seen = []
+
+    class Optimizer(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            seen.append(type(self.model.optimizer).__name__)
+
+    for cache_frozen in (True, False):
+        clf = small(precision="float16", max_epochs=2, cache_frozen=cache_frozen)
+        clf.fit(X, y, callbacks=[Optimizer()])
+        assert clf.frozen_prefix_cached_ is cache_frozen
+    assert seen == ["LossScaleOptimizer", "LossScaleOptimizer"]
 
 
 def test_unknown_precision_is_refused(task):

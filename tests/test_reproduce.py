@@ -280,3 +280,22 @@ def test_cpu_augmented_budget_augments_every_trained_network(bright_dark, tmp_pa
     assert not list((tmp_path / "checkpoints").glob("fit-*"))  # finished fits leave none
     # A budget with augmentation is another measurement: its own journal identity.
     assert exp.identity() != replace(exp, budget=replace(budget, augmentation=None)).identity()
+
+
+def test_journals_of_budgets_without_augmentation_stay_valid():
+    """The budget fields added with augmentation stay out of the identity at their
+    defaults: runs journaled before them (Tables 1-7, the unaugmented budgets) are reused,
+    not measured again."""
+    from dataclasses import replace
+
+    from cnnfeatures.report import BUDGETS
+
+    exp = Experiment(backbone="vgg16", weights=None, budget=BUDGETS["quick"])
+    budget = exp.identity()["budget"]
+    assert not {"base_learning_rate", "augmentation", "augmentation_views"} & set(budget)
+    assert budget["name"] == "quick" and budget["max_epochs"] == BUDGETS["quick"].max_epochs
+    # Views without augmentation are none: still the same measurement.
+    more_views = replace(exp, budget=replace(BUDGETS["quick"], augmentation_views=8))
+    assert more_views.identity() == exp.identity()
+    faster_base = replace(exp, budget=replace(BUDGETS["quick"], base_learning_rate=1e-6))
+    assert faster_base.identity()["budget"]["base_learning_rate"] == 1e-6

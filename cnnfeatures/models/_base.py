@@ -504,12 +504,13 @@ class KerasImageClassifier(ClassifierMixin, BaseEstimator):
             if state is not None:
                 initial_epoch = self.max_epochs if state["stopped"] else state["epochs"]
             saver = checkpoint.callback(state, stopping, self._clock)
-            every.append(saver)  # after the two it restores
+            every.append(saver)  # after the two it restores, before callbacks that may raise
             data.start(initial_epoch)  # the batches the uninterrupted fit trains on next
+        everything = every + list(callbacks)
         # shuffle=False: the batches shuffle themselves, from the fit's seed (_batches).
         history = trainer.fit(data, validation_data=val_data, epochs=self.max_epochs,
                               initial_epoch=min(initial_epoch, self.max_epochs),
-                              shuffle=False, callbacks=every + list(callbacks),
+                              shuffle=False, callbacks=everything,
                               verbose=self._keras_verbose())
         if saver is None:
             return history.history
@@ -522,11 +523,21 @@ class KerasImageClassifier(ClassifierMixin, BaseEstimator):
         fit what it is (so a fit resumes only its own state), or None."""
         if self.checkpoint_dir is None or self._warm:  # a warm start begins elsewhere
             return None
-        # random_state is in the seed (a RandomState's repr names its address).
+        if not isinstance(self.random_state, Integral):
+            warnings.warn(
+                f"checkpoint_dir={str(self.checkpoint_dir)!r} needs an int random_state: "
+                f"with random_state={self.random_state!r} every fit draws another seed, so "
+                "no fit could resume this one's state; none is saved.", UserWarning,
+                stacklevel=4)
+            return None
         params = {k: v for k, v in sorted(self.get_params(deep=False).items())
-                  if k not in ("verbose", "checkpoint_dir", "cache_frozen", "random_state")}
-        parts = [type(self).__name__, repr(params), str(seed), _pixels_digest(train_images),
-                 _pixels_digest(train_targets), _pixels_digest(weights)]
+                  if k not in ("verbose", "checkpoint_dir", "cache_frozen", "weights")}
+        # Whether the prefix is cached decides which network trains (the head alone, or
+        # the whole); the weights file counts by its content, not its path.
+        parts = [type(self).__name__, repr(params), str(seed), str(bool(self.cache_frozen)),
+                 "random" if self.weights is None else weights_fingerprint(self.weights),
+                 _pixels_digest(train_images), _pixels_digest(train_targets),
+                 _pixels_digest(weights)]
         if validation is not None:
             parts += [_pixels_digest(val_images), _pixels_digest(validation[1])]
         return TrainingCheckpoint(self.checkpoint_dir, make_key("fit", *parts))
@@ -601,11 +612,12 @@ class KerasImageClassifier(ClassifierMixin, BaseEstimator):
         x_train = x_flat.reshape(*train_images.shape[:-3], *x_flat.shape[1:])
         x_val = (None if val_images is None else
                  self._prefix_activations(prefix_model, val_images, identity, cache))
-        head_input = keras.Input(x_flat.shape[1:])
-        x = head_input
-        for layer in model.layers[cut + 1:]:
-            x = layer(x)
-        head = keras.Model(head_input, x)
+        with precision_policy(self.precision_):  # float16's loss scaling comes with it
+            head_input = keras.Input(x_flat.shape[1:])
+            x = head_input
+            for layer in model.layers[cut + 1:]:
+                x = layer(x)
+            head = keras.Model(head_input, x)
         # Predictions reuse the cached prefix too (the images a grid search scores are
         # those other folds trained on); pickles carry the whole model instead.
         self._cached_prefix = (prefix_model, head, identity, cache)

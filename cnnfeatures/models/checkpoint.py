@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -50,12 +51,30 @@ class TrainingCheckpoint:
         self.path = Path(directory) / f"fit-{key}"
 
     def load(self) -> dict | None:
-        """The last saved state (epochs done, history, ...), or None: nothing to resume."""
+        """The last saved state (epochs done, history, ...), or None: nothing to resume.
+
+        A state that cannot be read back whole (a file the disk lost with the machine)
+        is set aside with a warning: the fit starts from the beginning."""
+        path = self.path / STATE_FILE
         try:
-            with open(self.path / STATE_FILE) as f:
-                return json.load(f)
-        except FileNotFoundError:
-            return None
+            with open(path) as f:
+                state = json.load(f)
+            int(state["epochs"]), bool(state["stopped"])  # the fields the fit goes on from
+            missing = [state[name] for name in ("weights", "seeds", "best_weights")
+                       if state.get(name) and not (self.path / state[name]).is_file()]
+            if missing:
+                raise FileNotFoundError(f"{', '.join(missing)} named by it are missing")
+        except FileNotFoundError as error:
+            if not path.exists():
+                return None
+            problem = error
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+            problem = error
+        else:
+            return state
+        warnings.warn(f"The training state in {path} cannot be resumed ({problem}); the fit "
+                      "starts from the beginning.", UserWarning, stacklevel=3)
+        return None
 
     def remove(self) -> None:
         """Forget the state (the fit finished). Only this fit's folder goes."""
@@ -86,6 +105,11 @@ class TrainingCheckpoint:
                 checkpoint._save(self.model, epoch + 1, self.history, early_stopping,
                                  clock, stopped=bool(self.model.stop_training))
 
+            def on_train_end(self, logs=None):
+                # A callback after this one may have stopped training at the last epoch.
+                if self.model.stop_training:
+                    checkpoint._mark_stopped()
+
         return Save()
 
     # -- files: every file is written under a temporary name and renamed, the state file
@@ -99,7 +123,7 @@ class TrainingCheckpoint:
                 suffix=".weights.h5")
         seeds = f"seeds-{epochs:04d}.npz"
         _atomic(self.path / seeds,
-                lambda tmp: np.savez(tmp, *[np.asarray(v) for v in _seed_states(model)]),
+                lambda tmp: np.savez(tmp, *[v.numpy() for v in _seed_states(model)]),
                 suffix=".npz")
         best = None
         if early_stopping is not None and early_stopping.best_weights is not None:
@@ -123,14 +147,26 @@ class TrainingCheckpoint:
             if old.name not in (STATE_FILE, weights, seeds, best):
                 old.unlink(missing_ok=True)
 
+    def _mark_stopped(self) -> None:
+        state = self.load()
+        if state is not None and not state["stopped"]:
+            state["stopped"] = True
+            _atomic(self.path / STATE_FILE,
+                    lambda tmp: Path(tmp).write_text(json.dumps(state)))
+
     def _restore(self, model, state: dict, early_stopping, clock) -> None:
+        for stray in self.path.iterdir():  # an attempt killed between its files and state
+            if stray.name not in (STATE_FILE, state["weights"], state.get("seeds"),
+                                  state.get("best_weights")):
+                stray.unlink(missing_ok=True)
         optimizer = getattr(model, "optimizer", None)
         if optimizer is not None and not optimizer.built:  # so its state has a place
             optimizer.build(model.trainable_variables)
         model.load_weights(self.path / state["weights"])
-        with np.load(self.path / state["seeds"]) as f:
-            for i, variable in enumerate(_seed_states(model)):
-                variable.assign(f[f"arr_{i}"])
+        if state.get("seeds"):  # states saved before 2026-12-03 have none
+            with np.load(self.path / state["seeds"]) as f:
+                for i, variable in enumerate(_seed_states(model)):
+                    variable.assign(f[f"arr_{i}"])
         saved = state.get("early_stopping")
         if early_stopping is not None and saved is not None:
             early_stopping.best, early_stopping.wait = saved["best"], saved["wait"]
@@ -153,6 +189,16 @@ def _number(value):
 
 
 def _atomic(path: Path, write, suffix: str = "") -> None:
+    """``write`` to a temporary name, flushed to the disk, then renamed over ``path``:
+    after a crash, even of the machine, ``path`` holds the old content or the new."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp{suffix}")
     write(str(tmp))
+    with open(tmp, "rb+") as f:
+        os.fsync(f.fileno())
     os.replace(tmp, path)
+    if hasattr(os, "O_DIRECTORY"):  # the rename itself (POSIX; Windows has no such sync)
+        folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)

@@ -41,7 +41,8 @@ class FineTunedCNNClassifier(KerasImageClassifier):
         Precision the network computes in, training included (Keras' mixed policies: the
         weights and the optimizer's state stay float32, and so does the softmax). On a
         processor with bfloat16 matrix units (Intel AMX, AVX-512 BF16) ``"bfloat16"``
-        trains VGG-16 3–4 times faster than float32 (``benchmarks/bench_finetune.py``);
+        trains VGG-16 3–4 times faster than float32
+        (``benchmarks/bench_training_precision.py``);
         elsewhere it can be slower. Part of the frozen prefix's cache key.
     learning_rate : float, default=1e-4
         Adam's learning rate (the report used 1e-6 for 300 epochs).
@@ -74,13 +75,14 @@ class FineTunedCNNClassifier(KerasImageClassifier):
         every process and run that names it; False: not computed apart).
     checkpoint_dir : str, Path or None, default=None
         A folder where training saves its state after every epoch: the network's weights,
-        the optimizer's state, early stopping's best weights and counters, the history.
-        A fit that was interrupted (the process killed, the machine lost) and is started
-        again with the same parameters, images, labels and ``random_state`` (an int)
-        resumes after its last finished epoch instead of from the start; a finished fit
-        removes its state. Fits of a grid search can share one folder (each has its own
-        sub-folder, named by a digest of what it is). The resumed run is the same training
-        but not bit for bit: dropout and the batch order draw anew from the resumed epoch.
+        the optimizer's and dropout's state, early stopping's best weights and counters,
+        the history. A fit that was interrupted (the process killed, the machine lost) and
+        is started again with the same parameters, weights file, images, labels and
+        ``random_state`` (an int: with None or a RandomState every fit draws another seed,
+        so a warning says there is nothing to resume and none is saved) resumes after its
+        last finished epoch instead of from the start, on the batches the uninterrupted fit
+        would have drawn; a finished fit removes its state. Fits of a grid search can
+        share one folder (each has its own sub-folder, named by a digest of what it is).
         Not used for a ``warm_start`` fit of a fitted model.
     warm_start : bool, default=False
         Continue training the fitted network at the next ``fit`` (same classes) instead

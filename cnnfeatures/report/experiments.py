@@ -32,7 +32,7 @@ import os
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from functools import partial
 from numbers import Integral, Real
 
@@ -471,7 +471,7 @@ class Experiment:
 
         weights = None if self.weights is None else weights_fingerprint(self.weights)
         identity = {"backbone": self.backbone, "weights": weights,
-                    "budget": asdict(self.budget), "precision": self.precision,
+                    "budget": _budget_identity(self.budget), "precision": self.precision,
                     "model_params": _plain(self.model_params),
                     "group_patterns": dict(self.group_patterns),
                     "random_state": self.random_state}
@@ -485,6 +485,21 @@ class Experiment:
         """Fit on train, score on test; one record with every metric and the cost."""
         return evaluate_model(model, train, test, n_resamples=self.budget.n_resamples,
                               random_state=self.random_state, **params)
+
+
+# Budget fields added after runs were journaled: at their defaults they change nothing
+# those runs measured, so they stay out of the identity and the journals stay valid.
+_LATER_BUDGET_FIELDS = ("base_learning_rate", "augmentation", "augmentation_views")
+
+
+def _budget_identity(budget: Budget) -> dict:
+    identity = asdict(budget)
+    defaults = {f.name: f.default for f in fields(Budget)}
+    unaugmented = budget.augmentation is None  # then the number of views means nothing
+    for name in _LATER_BUDGET_FIELDS:
+        if identity[name] == defaults[name] or (name == "augmentation_views" and unaugmented):
+            del identity[name]
+    return identity
 
 
 def _plain(value):
