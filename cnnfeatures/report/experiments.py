@@ -109,10 +109,10 @@ class Budget:
         ``trainable_blocks`` blocks train (the rest is frozen, so its activations are
         computed once per image); None: the whole base, as the report did.
     base_learning_rate : float or None
-        Adam's rate for the rows of Tables 8–10 that train pretrained blocks, their new
-        head included: one rate per fit (None: ``learning_rate``, the rate of the rows
-        where only new layers train): a rate that suits a fresh head wrecks ImageNet
-        filters in the first epoch.
+        Adam's rate for the whole fit (new head included) of the rows of Tables 8–10 that
+        train pretrained blocks; None: ``learning_rate``, the rate of the rows where only
+        new layers train. A rate that suits a fresh head wrecks ImageNet filters in the
+        first epoch.
     augmentation : AugmentationPolicy or None
         Random views of the training images for the Keras classifiers of Tables 8–10
         (the report's §4.6 applied to its trained networks): drawn anew at every epoch
