@@ -59,6 +59,7 @@ __all__ = [
     "register_backbone",
     "check_layer_names",
     "check_weights_file",
+    "check_weights_format",
     "clear_networks",
     "find_imagenet_weights",
     "get_feature_network",
@@ -296,6 +297,7 @@ def _resolve_weights(weights: str | os.PathLike[str] | None, seed: int | None = 
             f"weights file {os.fspath(weights)!r} not found; pass 'imagenet', None, or the "
             "path of a Keras weights file (.weights.h5 or .h5)"
         )
+    check_weights_format(path)
     # Networks are memoised by content: a file replaced in place (even with the same size
     # and modification time) is a new network. The digest is recomputed only when the
     # file's identity changes: inode and change time are set by the system on any write
@@ -303,6 +305,19 @@ def _resolve_weights(weights: str | os.PathLike[str] | None, seed: int | None = 
     st = os.stat(path)
     digest = _file_digest((path, st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns))
     return _WeightsRef("file", path, ("file", digest))
+
+
+def check_weights_format(path: str) -> None:
+    """Refuse a file that is neither HDF5 (``.weights.h5``, ``.h5``) nor a ``.keras``
+    archive: a ValueError naming it (Keras' own error, "file signature not found", would
+    not say which file)."""
+    import zipfile
+
+    import h5py
+
+    if not (h5py.is_hdf5(path) or zipfile.is_zipfile(path)):
+        raise ValueError(f"weights file {path} is not a Keras weights file: expected an "
+                         "HDF5 .weights.h5 (or .h5) file or a .keras archive")
 
 
 @lru_cache(maxsize=32)
@@ -379,12 +394,11 @@ def _file_shapes(path: str) -> Counter:
     import h5py
 
     shapes: Counter = Counter()
-    try:
-        with h5py.File(path, "r") as f:
-            f.visititems(lambda name, obj: shapes.update([tuple(obj.shape)])
-                         if isinstance(obj, h5py.Dataset) else None)
-    except OSError:
-        pass  # not HDF5 (a .keras archive): Keras checks it
+    if not h5py.is_hdf5(path):
+        return shapes  # a .keras archive (see check_weights_format): Keras checks it
+    with h5py.File(path, "r") as f:
+        f.visititems(lambda name, obj: shapes.update([tuple(obj.shape)])
+                     if isinstance(obj, h5py.Dataset) else None)
     return shapes
 
 

@@ -4,6 +4,8 @@ Each case ends either in an error that names the input and what was expected, or
 documented correct result.
 """
 
+import re
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -152,3 +154,22 @@ def test_any_valid_array_loads_in_range(image, side):
 def test_unsupported_dtypes_always_rejected(image):
     with pytest.raises(ImageLoadError, match="unsupported dtype"):
         load_image(image)
+
+
+@pytest.mark.parametrize("make", ["extractor", "finetuned", "hybrid"])
+def test_weights_file_that_is_not_one_is_named(tmp_path, make):
+    """Extraction and both Keras classifiers: a file that is neither HDF5 nor a .keras
+    archive is refused by name, before Keras' anonymous "file signature not found"."""
+    from cnnfeatures import CNNFeatureExtractor, FineTunedCNNClassifier, HybridSepConvClassifier
+
+    bad = tmp_path / "download.weights.h5"
+    bad.write_text("<html>404 Not Found</html>")  # what a failed download leaves
+    X = np.zeros((4, 32, 32, 3), np.uint8)
+    estimator = {"extractor": lambda: CNNFeatureExtractor(backbone="vgg16", weights=str(bad)),
+                 "finetuned": lambda: FineTunedCNNClassifier(backbone="vgg16",
+                                                             weights=str(bad), input_side=32),
+                 "hybrid": lambda: HybridSepConvClassifier(backbone="vgg16", weights=str(bad),
+                                                           input_side=32)}[make]()
+    with pytest.raises(ValueError, match=f"weights file {re.escape(str(bad))} is not a Keras "
+                                         "weights file"):
+        estimator.fit(X, [0, 1, 0, 1])
