@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
 import pytest
 from sklearn.base import BaseEstimator, ClassifierMixin
 
 from cnnfeatures.cli import main
-from cnnfeatures.report import Experiment, quick_budget, run_table
+from cnnfeatures.report import Experiment, format_record, quick_budget, run_table
 
 from .conftest import write_tint_dataset
 
@@ -215,6 +216,78 @@ def test_binary_records_carry_intervals_for_recall_specificity_and_auc():
         assert r[f"{key}_high"] - r[f"{key}_low"] < 0.25  # 200 cases: a few points each way
     three = evaluation_record([0, 1, 2] * 20, [0, 1, 2] * 20, n_resamples=50)
     assert "recall 0_low" not in three  # per-class intervals: binary problems only
+
+
+@pytest.mark.parametrize("n, k", [(40, 2), (9, 2), (60, 3), (30, 7)])
+def test_bootstrap_on_all_resamples_equals_scikit_learn_on_each(n, k):
+    """Every metric's interval, computed on all resamples at once, is the one
+    scikit-learn's metric functions give called on each resample (the same draws); the
+    resamples where a metric is undefined are left out and counted."""
+    from sklearn.metrics import accuracy_score, balanced_accuracy_score, roc_auc_score
+
+    from cnnfeatures.report import bootstrap, evaluation_record
+
+    rng = np.random.default_rng(n + k)
+    y = rng.integers(0, k, n)
+    raw = rng.normal(size=(n, k)) + np.eye(k)[y]
+    raw[:5] = raw[:5].round()  # tied scores: ROC AUC counts a tie as half
+    scores = raw[:, 1] - raw[:, 0] if k == 2 else raw
+    predicted = raw.argmax(1)
+    record = evaluation_record(y, predicted, scores, n_resamples=200, random_state=3)
+    draws = np.random.RandomState(3).randint(0, n, (200, n))
+
+    def expected(metric) -> tuple[float, float, int]:
+        values = []
+        for idx in draws:
+            try:
+                value = metric(y[idx], predicted[idx], scores[idx])
+            except ValueError:
+                continue
+            if not np.isnan(value):  # scikit-learn >= 1.8: NaN for one class, not an error
+                values.append(value)
+        return (*np.percentile(values, [2.5, 97.5]), 200 - len(values))
+
+    labels = np.unique(np.r_[y, predicted])
+    checks = {
+        "accuracy": lambda t, p, s: accuracy_score(t, p),
+        "balanced_accuracy": lambda t, p, s: balanced_accuracy_score(t, p),
+        "roc_auc": lambda t, p, s: (roc_auc_score(t == 1, s) if k == 2 else np.mean(
+            [roc_auc_score(t == c, s[:, j]) for j, c in enumerate(labels)])),
+    }
+    if k == 2:
+        checks["recall 1"] = lambda t, p, s: np.mean(p[t == 1] == 1) if (t == 1).any() \
+            else _raise()
+        checks["specificity 1"] = lambda t, p, s: np.mean(p[t != 1] != 1) if (t != 1).any() \
+            else _raise()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for key, metric in checks.items():
+            low, high, undefined = expected(metric)
+            assert record[f"{key}_low"] == pytest.approx(low, abs=1e-12), key
+            assert record[f"{key}_high"] == pytest.approx(high, abs=1e-12), key
+            assert record.get(f"{key}_undefined", 0) == undefined, key
+    if k == 7:  # 30 images of 7 classes: some resamples lack a class, no AUC there
+        assert record["roc_auc_undefined"] > 0
+        assert "ROC AUC on" in format_record(record, [str(c) for c in range(7)])
+    interval = bootstrap(y, predicted, n_resamples=200, random_state=3)
+    assert (interval.low, interval.high) == (record["accuracy_low"], record["accuracy_high"])
+    assert (interval.n_resamples, interval.n_undefined) == (200, 0)
+
+
+def _raise():
+    raise ValueError("no cases")
+
+
+def test_bootstrap_of_any_metric_counts_where_it_is_undefined():
+    from cnnfeatures.report import bootstrap
+
+    def first_is_one(y_true, y_pred):  # undefined (NaN) where the resample starts with 0
+        return np.nan if y_true[0] == 0 else float(np.mean(y_true == y_pred))
+
+    interval = bootstrap([0, 1] * 20, [0, 1] * 20, first_is_one, n_resamples=100)
+    assert 30 < interval.n_undefined < 70 and interval.low == interval.high == 1.0
+    with pytest.raises(ValueError, match="undefined on every resample"):
+        bootstrap([0, 0], [0, 0], lambda t, p: np.nan, n_resamples=10)
 
 
 class _BrightnessProbability(ClassifierMixin, BaseEstimator):

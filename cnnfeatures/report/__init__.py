@@ -1,7 +1,7 @@
 """The report application: its comparisons rerun on any image folder.
 
 Built on the library core (images, backbones, extraction, models) and never imported by
-it. Three modules:
+it. Four modules:
 
 * :mod:`~cnnfeatures.report.metrics`: the one metrics path (accuracy, balanced accuracy
   with bootstrap intervals, ROC AUC, recall and specificity per class);
@@ -9,7 +9,9 @@ it. Three modules:
   Markdown, CSV and heatmap PNG;
 * :mod:`~cnnfeatures.report.experiments`: the tables as data (runs per dataset and a
   layout), the budgets, and the one runner, :func:`run_table`, which journals every
-  finished run so that a killed run resumes.
+  finished run so that a killed run resumes;
+* :mod:`~cnnfeatures.report.plan`: what a run of a table will do, checked and counted
+  before it runs (``cnnfeatures reproduce --dry-run``).
 """
 
 from .experiments import (
@@ -32,7 +34,14 @@ from .experiments import (
     quick_budget,
     run_table,
 )
-from .metrics import bootstrap_interval, evaluation_record, format_record
+from .metrics import (
+    BootstrapInterval,
+    bootstrap,
+    bootstrap_interval,
+    evaluation_record,
+    format_record,
+)
+from .plan import RunPlan, TablePlan, plan_table
 from .tables import (
     best_table,
     cv_results_records,
@@ -47,6 +56,8 @@ from .tables import (
 )
 
 __all__ = [
+    "BootstrapInterval",
+    "bootstrap",
     "BUDGETS",
     "TABLES",
     "Budget",
@@ -56,8 +67,10 @@ __all__ = [
     "centre_of_best",
     "Journal",
     "Run",
+    "RunPlan",
     "Split",
     "Table",
+    "TablePlan",
     "TableResult",
     "best_table",
     "bootstrap_interval",
@@ -72,6 +85,7 @@ __all__ = [
     "load_split",
     "params_record",
     "quick_budget",
+    "plan_table",
     "run_table",
     "save_heatmap",
     "scale_table",
