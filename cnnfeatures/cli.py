@@ -327,6 +327,7 @@ def cmd_reproduce(args) -> int:
     import pandas as pd
 
     from .report import BUDGETS, TABLES, Experiment, Journal, run_table, to_markdown, write_table
+    from .report.plan import check_group_patterns
 
     for flag in ("max_train", "max_test", "max_epochs"):
         if getattr(args, flag) is not None and getattr(args, flag) < 0:
@@ -352,6 +353,9 @@ def cmd_reproduce(args) -> int:
                      group_patterns=_group_patterns(args.group_pattern),
                      verbose=args.verbose, random_state=args.seed)
     tables = list(TABLES) if args.table == "all" else [args.table]
+    check_group_patterns(exp, args.data)
+    if args.dry_run:
+        return _print_plans(tables, args, exp)
     os.makedirs(args.output, exist_ok=True)
     for table in tables:
         journal_path = os.path.join(args.output, f"journal_{table}.jsonl")
@@ -387,6 +391,25 @@ def cmd_reproduce(args) -> int:
                       f, indent=2)
     print(f"\nwrote tables (.md, .csv, .png), records_*.csv, run_*.json and journal_*.jsonl "
           f"to {args.output}")
+    return 0
+
+
+def _print_plans(tables: Sequence[str], args, exp) -> int:
+    """``reproduce --dry-run``: every check of a real run, and its work; nothing run."""
+    from .report.plan import plan_table
+
+    total = 0.0
+    print(f"plan ({exp.backbone}, weights {args.weights}, budget {exp.budget.name}, "
+          f"{exp.precision}, output {args.output})")
+    for table in tables:
+        # --fresh sets the journal aside: every run would be measured again.
+        journal = None if args.fresh else os.path.join(args.output, f"journal_{table}.jsonl")
+        plan = plan_table(table, args.data, exp, journal=journal)
+        print(plan.format())
+        total += plan.estimated_minutes
+    if len(tables) > 1:
+        print(f"estimate, every table: {total:.1f} min")
+    print("dry run: arguments, data, weights and layers checked; nothing computed or written")
     return 0
 
 
@@ -525,6 +548,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "output folder is set aside as journal_*.jsonl.<time>.old)")
     p.add_argument("-o", "--output", default="reproduce_results",
                    help="output folder (its journal_*.jsonl lets a killed run resume)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="check every argument (data, weights, layers) and print the plan: "
+                        "datasets, runs, fits, forward passes and an estimate of the time; "
+                        "nothing is computed or written")
     _add_verbosity(p)
     p.set_defaults(func=cmd_reproduce)
 

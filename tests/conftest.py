@@ -25,6 +25,42 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+#: Images per class and split in :func:`small_data` (other splits: 2).
+SMALL_PER_CLASS = {"train": 5, "test": 3}
+
+
+@pytest.fixture(scope="session")
+def small_data(tmp_path_factory):
+    """``<tmp>/data``: every set of ../shared/data, laid out the same, with a few real
+    images per class and split (symlinks): the first two (pages name them), then spread
+    over the folder (several patients or slides). Built once per session."""
+    if not DATA.is_dir():
+        pytest.skip(f"real data not found at {DATA}")
+    top = tmp_path_factory.mktemp("small") / "data"
+    for dataset in sorted(p for p in DATA.iterdir() if p.is_dir()):
+        for split_dir in sorted(p for p in dataset.iterdir() if p.is_dir()):
+            for class_dir in sorted(p for p in split_dir.iterdir() if p.is_dir()):
+                target = top / dataset.name / split_dir.name / class_dir.name
+                target.mkdir(parents=True)
+                files = sorted(class_dir.iterdir())
+                n = SMALL_PER_CLASS.get(split_dir.name, 2)
+                picks = np.unique(np.r_[0, 1, np.linspace(2, len(files) - 1, n - 2).round()]
+                                  .clip(0, len(files) - 1))
+                for f in (files[int(i)] for i in picks):
+                    (target / f.name).symlink_to(f)
+    return top
+
+
+def real_subset(dataset: str, split: str, per_class: int):
+    """The first ``per_class`` file names of each class of a real split, and labels."""
+    from cnnfeatures import load_image_folder
+
+    folder = load_image_folder(DATA / dataset, split=split)
+    keep = np.concatenate([np.flatnonzero(folder.target == c)[:per_class]
+                           for c in np.unique(folder.target)])
+    return np.asarray(folder.filenames)[keep], np.asarray(folder.target)[keep]
+
+
 def _tiny_builder(include_top=False, weights=None, input_shape=(None, None, 3)):
     """A parameter-free 'network': 8x8 average pooling, then 2x2 max pooling."""
     import keras

@@ -2,12 +2,18 @@
 
 Blocks run with sybil, page by page and in order (a page's blocks share one namespace, and
 a command may use a file an earlier block wrote), in a sandbox laid out like a checkout:
-``work/`` (the current directory, with copies of benchmarks/ and examples/) beside
-``shared/``, whose data are a few images of each class of every set in
-../shared/data (the real weights are linked). The commands and code are those of the page,
-unchanged; only the data are smaller. Not run: the ``pip install`` of the README (CI runs
-it, as the README says), ``python -m pytest`` (this test suite itself), and the same for
-the other Keras backends (their venvs, and the suite run there).
+``work/`` (the current directory, with copies of benchmarks/, docs/, examples/) beside
+``shared/``, whose data are a few images of each class of every set in ../shared/data
+(the session's ``small_data``; the real weights are linked). The commands and code are
+those of the page, unchanged; only the data are smaller. Not run: the ``pip install`` of
+the README (CI runs it, as the README says), ``python -m pytest`` (this test suite
+itself), and the same for the other Keras backends (their venvs, and the suite run there).
+
+``cnnfeatures reproduce`` commands run with ``--dry-run`` (every argument, the data, the
+weights and the layers checked, the plan printed; a whole-data run is the validation
+command's job, see benchmarks/validate.py), but for the README's, which runs for real on
+the sandbox's few images; ``python benchmarks/bench_*.py`` commands run on their first
+four images (``--limit 4``).
 """
 
 from __future__ import annotations
@@ -19,42 +25,42 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from .conftest import DATA, SHARED
+from .conftest import SHARED
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-PER_CLASS = {"train": 5, "test": 3}  # images per class and split in the sandbox
 
 
 @pytest.fixture(scope="module")
-def sandbox(tmp_path_factory):
+def sandbox(tmp_path_factory, small_data):
     """``<tmp>/work`` (returned) and ``<tmp>/shared``: a checkout's layout, small data."""
     top = tmp_path_factory.mktemp("checkout")
-    for dataset in sorted(p for p in DATA.iterdir() if p.is_dir()):
-        for split_dir in sorted(p for p in dataset.iterdir() if p.is_dir()):
-            for class_dir in sorted(p for p in split_dir.iterdir() if p.is_dir()):
-                target = top / "shared" / "data" / dataset.name / split_dir.name / class_dir.name
-                target.mkdir(parents=True)
-                files = sorted(class_dir.iterdir())
-                # The first two (pages name them), then spread over the folder: several
-                # patients or slides.
-                picks = np.unique(np.r_[0, 1, np.linspace(2, len(files) - 1, PER_CLASS.get(
-                    split_dir.name, 2) - 2).round()].clip(0, len(files) - 1))
-                for f in (files[int(i)] for i in picks):
-                    (target / f.name).symlink_to(f)
+    (top / "shared").mkdir()
+    (top / "shared" / "data").symlink_to(small_data)
     (top / "shared" / "weights").symlink_to(SHARED / "weights")
     work = top / "work"
     work.mkdir()
-    for folder in ("benchmarks", "examples"):
+    for folder in ("benchmarks", "docs", "examples"):
         shutil.copytree(ROOT / folder, work / folder)
     return work
 
 
 #: A run of this test suite, on any interpreter and backend.
 _TEST_RUN = re.compile(r"^(\w+=\S+ )*(\S*/)?python -m pytest")
+
+
+def _readme_reproduce() -> str:
+    """The README's reproduce command, continuation lines joined: the one real run."""
+    text = re.sub(r"\\\n\s*", " ", (ROOT / "README.md").read_text())
+    return " ".join(re.search(r"^cnnfeatures reproduce .*$", text, re.MULTILINE).group(0).split())
+
+
+REAL_RUN = _readme_reproduce()
+
+#: Images a benchmark command of the pages runs on here.
+BENCHMARK_IMAGES = 4
 
 
 def _commands(block: str) -> list[str]:
@@ -72,8 +78,36 @@ def _commands(block: str) -> list[str]:
             line = line.partition("&&")[2].strip()
             if not line:
                 continue
+        # (The same command elsewhere runs for real too: it resumes from the journal.)
+        if line.startswith("python benchmarks/validate.py"):  # the validation command
+            line += " --dry-run"
+        elif line.startswith("python benchmarks/bench_"):
+            # A benchmark measures the whole data set; here it runs on its first images
+            # (its own --limit), which checks that the command works.
+            line += f" --limit {BENCHMARK_IMAGES}"
+        elif line.startswith("cnnfeatures reproduce ") and " ".join(line.split()) != REAL_RUN:
+            line += " --dry-run"
         commands.append(line)
     return commands
+
+
+#: A ``cnnfeatures`` command without shell syntax: run by the CLI's ``main`` in this
+#: process, which spares a TensorFlow start and a network build per command (a fresh
+#: process's quiet stderr is test_first_hour.py's subject).
+_IN_PROCESS = re.compile(r"^cnnfeatures [^|&;<>$`*?]*$")
+
+
+def _cli_in_process(command: str) -> subprocess.CompletedProcess:
+    import contextlib
+    import io
+    import shlex
+
+    from cnnfeatures.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        status = main(shlex.split(command)[1:])
+    return subprocess.CompletedProcess(command, status, out.getvalue(), err.getvalue())
 
 
 def _sybil(work: Path):
@@ -85,13 +119,19 @@ def _sybil(work: Path):
 
     def run_bash(example) -> None:
         for command in _commands(example.parsed):
-            done = subprocess.run(["bash", "-c", command], cwd=work, env=env,
-                                  capture_output=True, text=True, timeout=1800)
+            if _IN_PROCESS.match(command):
+                done = _cli_in_process(command)
+            else:
+                done = subprocess.run(["bash", "-c", command], cwd=work, env=env,
+                                      capture_output=True, text=True, timeout=1800)
+                # Quiet: no line of TensorFlow's C++ runtime (I0000 ..., absl::...).
+                assert not re.search(r"^[IWEF]\d{4} |absl::", done.stderr, re.MULTILINE), (
+                    f"{command}: backend log lines on stderr\n{done.stderr[-3000:]}")
             assert done.returncode == 0, (
                 f"{example.path}:{example.line}: {command}\n{done.stderr[-3000:]}")
-            # Quiet: no line of TensorFlow's C++ runtime (I0000 ..., absl::...).
-            assert not re.search(r"^[IWEF]\d{4} |absl::", done.stderr, re.MULTILINE), (
-                f"{command}: backend log lines on stderr\n{done.stderr[-3000:]}")
+            if command.endswith("--dry-run"):  # every reproduce run checked, none run
+                assert "dry run: arguments, data, weights and layers checked" in done.stdout
+                assert re.search(r"^  estimate: ", done.stdout, re.MULTILINE), done.stdout
 
     return Sybil(parsers=[PythonCodeBlockParser(), CodeBlockParser("bash", run_bash)])
 
@@ -112,6 +152,13 @@ def test_code_blocks_run(page, sandbox, monkeypatch):
     examples = list(document)
     for example in examples:
         example.evaluate()
+    if page.name == "README.md":
+        # The quickstart searched layers and poolings, and its score is above chance
+        # (three balanced classes: 1/3) on the sandbox's 15 training images.
+        search = document.namespace["search"]
+        assert set(search.best_params_) == {"cnnfeatureextractor__layer",
+                                            "cnnfeatureextractor__pooling"}
+        assert 0.5 < search.best_score_ <= 1.0
 
 
 def test_site_builds_without_warnings(tmp_path):

@@ -13,7 +13,7 @@ from cnnfeatures import CNNFeatureExtractor, LocalDescriptors
 from cnnfeatures.cache import get_cache
 from cnnfeatures.instrumentation import forward_pass_counts, reset_forward_pass_counts
 
-from .conftest import DATA, VGG16_WEIGHTS, proba_in_fresh_process
+from .conftest import VGG16_WEIGHTS, proba_in_fresh_process, real_subset
 
 
 def tiny(**params):
@@ -311,11 +311,11 @@ def test_subset_and_order_invariance(tiny_backbone, rng):
 
 @pytest.mark.slow
 def test_gridsearch_on_mini_scene_with_offline_vgg16(tmp_path):
+    """Real scenes, the offline ImageNet VGG-16: a grid over layers, poolings and scales
+    forwards each image once per scale, and scores far above chance (1/3)."""
     from sklearn.svm import LinearSVC
 
-    from cnnfeatures import load_image_folder
-
-    train = load_image_folder(DATA / "mini_scene", split="train")
+    X, y = real_subset("mini_scene", "train", per_class=10)
     reset_forward_pass_counts()
     # A cache of its own: other tests (and their subprocesses) share the session's.
     pipe = make_pipeline(CNNFeatureExtractor(backbone="vgg16", weights=VGG16_WEIGHTS,
@@ -326,6 +326,6 @@ def test_gridsearch_on_mini_scene_with_offline_vgg16(tmp_path):
         "cnnfeatureextractor__pooling": ["mean", "max"],
         "cnnfeatureextractor__scales": [(0,), (1,)],
     }
-    search = GridSearchCV(pipe, grid, cv=3).fit(train.filenames, train.target)
-    assert search.best_score_ > 0.85  # 3 balanced classes: chance is 0.33
-    assert count(224) == 120 and count(544) == 120
+    search = GridSearchCV(pipe, grid, cv=3).fit(X, y)
+    assert search.best_score_ > 0.8  # 3 balanced classes: chance is 0.33
+    assert count(224) == 30 and count(544) == 30

@@ -140,9 +140,11 @@ def test_user_errors_are_one_line_and_status_2(args, message):
 
 
 @pytest.mark.slow
-def test_evaluate_with_no_flag_runs_offline_with_progress():
+def test_evaluate_with_no_flag_runs_offline_with_progress(small_data):
+    """No flag but the data (a few real images per class of mini_scene): the offline
+    VGG-16 weights beside the checkout are found, progress goes to stderr."""
     done = subprocess.run([sys.executable, "-m", "cnnfeatures.cli", "evaluate",
-                           str(DATA / "mini_scene")], cwd=ROOT, env=_fresh_env(),
+                           str(small_data / "mini_scene")], cwd=ROOT, env=_fresh_env(),
                           capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "accuracy" in done.stdout and "layer=block5_pool pooling=mean" in done.stdout
@@ -150,4 +152,4 @@ def test_evaluate_with_no_flag_runs_offline_with_progress():
     assert lines[0] == (f"cnnfeatures: building vgg16 (weights {VGG16_WEIGHTS.resolve()}, "
                         "float32)")
     assert all(line.startswith("cnnfeatures: ") for line in lines), lines
-    assert "forward passes: 120/120 img (100%)" in done.stderr
+    assert "forward passes: 15/15 img (100%)" in done.stderr  # 5 train images per class

@@ -11,7 +11,7 @@ from cnnfeatures import CNNFeatureExtractor, LocalDescriptors, VLADEncoder
 from cnnfeatures.descriptors import DescriptorWriter
 from cnnfeatures.instrumentation import forward_pass_counts, reset_forward_pass_counts
 
-from .conftest import DATA, VGG16_WEIGHTS
+from .conftest import VGG16_WEIGHTS, real_subset
 
 A = np.array([[0, 0], [2, 0], [10, 10]], np.float32)
 B = np.array([[1, 3], [10, 14], [10, 12]], np.float32)
@@ -133,16 +133,15 @@ def test_sklearn_estimator_checks(estimator, check):
 
 @pytest.mark.slow
 def test_vlad_pipeline_on_mini_scene():
+    """Real scenes: VLAD of VGG-16's block5 descriptors separates them (chance: 1/3)."""
     from sklearn.svm import LinearSVC
 
-    from cnnfeatures import load_image_folder
-
-    train = load_image_folder(DATA / "mini_scene", split="train")
-    test = load_image_folder(DATA / "mini_scene", split="test")
+    X_train, y_train = real_subset("mini_scene", "train", per_class=10)
+    X_test, y_test = real_subset("mini_scene", "test", per_class=10)
     pipe = make_pipeline(
         CNNFeatureExtractor(backbone="vgg16", weights=VGG16_WEIGHTS, layer="block5_pool",
                             pooling=None, scales=(0,)),
         VLADEncoder(k=16, pca_components=64, random_state=0),
         LinearSVC(),
-    ).fit(train.filenames, train.target)
-    assert pipe.score(test.filenames, test.target) > 0.8
+    ).fit(X_train, y_train)
+    assert pipe.score(X_test, y_test) > 0.8
