@@ -157,6 +157,45 @@ def tiny_conv_backbone():
     return register_tiny_conv()
 
 
+def _tiny_vgg_builder(include_top=False, weights=None, input_shape=(None, None, 3)):
+    """VGG's shape in miniature: five blocks of one 3x3 convolution and 2x2 max pooling,
+    named as VGG's (``block1_conv1`` ... ``block5_pool``), 8 to 40 filters; centred
+    pixels on VGG's scale (0-255), as VGG's own preprocessing leaves them."""
+    import keras
+
+    x = inputs = keras.Input(input_shape or (None, None, 3))
+    for b in range(1, 6):
+        x = keras.layers.Conv2D(8 * b, 3, padding="same", activation="relu",
+                                name=f"block{b}_conv1")(x)
+        x = keras.layers.MaxPooling2D(2, name=f"block{b}_pool")(x)
+    model = keras.Model(inputs, x, name="tiny_vgg")
+    if weights is not None:
+        model.load_weights(weights)
+    return model
+
+
+def register_tiny_vgg():
+    from cnnfeatures.backbones import BackboneSpec, register_backbone
+
+    blocks = tuple(f"block{b}" for b in range(1, 6))
+    register_backbone(BackboneSpec("tiny_vgg", "", _tiny_vgg_builder, 32, 32, (),
+                                   ("block5_pool",), preprocess=lambda a: a - 127.5,
+                                   blocks=blocks, block_pools=tuple(f"{b}_pool" for b in blocks)))
+    return "tiny_vgg"
+
+
+#: Code that registers 'tiny_vgg' in a fresh process (see proba_in_fresh_process).
+REGISTER_TINY_VGG = "from tests.conftest import register_tiny_vgg; register_tiny_vgg()\n"
+
+
+@pytest.fixture(scope="session")
+def tiny_vgg_backbone():
+    """Register 'tiny_vgg': VGG's blocks in miniature, for the Keras classifiers' tests
+    whose subject is the training, not VGG's size (a fit takes a third of VGG-16's time
+    at 32 pixels)."""
+    return register_tiny_vgg()
+
+
 def save_tiny_conv_weights(path, seed: int):
     """Write tiny_conv weights drawn from ``seed`` to ``path`` (a .weights.h5 file)."""
     model = _tiny_conv_builder()

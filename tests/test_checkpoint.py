@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,9 +16,16 @@ from cnnfeatures import FineTunedCNNClassifier, HybridSepConvClassifier
 from cnnfeatures.backend import load_keras
 from cnnfeatures.models.checkpoint import STATE_FILE
 
+ROOT = Path(__file__).resolve().parents[1]
+
+
+pytestmark = pytest.mark.usefixtures("tiny_vgg_backbone")
+
 
 def small(**params):
-    defaults = dict(backbone="vgg16", weights=None, input_side=32, head_units=(16, 8),
+    """tiny_vgg (VGG's blocks in miniature): what resumes is the training, whatever the
+    network's size."""
+    defaults = dict(backbone="tiny_vgg", weights=None, input_side=32, head_units=(16, 8),
                     dropout=0.0, learning_rate=1e-3, batch_size=8, max_epochs=6, patience=6,
                     random_state=0)
     return FineTunedCNNClassifier(**{**defaults, **params})
@@ -197,7 +205,7 @@ def test_checkpoints_need_an_int_random_state(task, tmp_path):
 
 def test_hybrid_resumes_its_batch_norm_statistics(task, tmp_path):
     X, y = task
-    params = dict(backbone="vgg16", weights=None, input_side=32, frozen_blocks=2,
+    params = dict(backbone="tiny_vgg", weights=None, input_side=32, frozen_blocks=2,
                   n_sep_blocks=1, filters=8, head_units=(8, 4), dropout=0.0, batch_size=8,
                   learning_rate=1e-3, max_epochs=4, patience=4, random_state=0,
                   checkpoint_dir=tmp_path)
@@ -209,12 +217,15 @@ def test_hybrid_resumes_its_batch_norm_statistics(task, tmp_path):
     assert count.epochs == [2, 3] and clf.n_epochs_ == 4
 
 
-KILLED_FIT = textwrap.dedent("""
+KILLED_FIT = textwrap.dedent(f"""
     import sys, time
     import numpy as np
+    sys.path.insert(0, {str(ROOT)!r})
+    from tests.conftest import register_tiny_vgg
     from cnnfeatures import FineTunedCNNClassifier
     from cnnfeatures.backend import load_keras
     keras = load_keras()
+    register_tiny_vgg()
 
     class Slow(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
@@ -224,7 +235,7 @@ KILLED_FIT = textwrap.dedent("""
     y = np.array(["a", "b"] * 12)
     X = rng.integers(0, 90, (24, 32, 32, 3)).astype(np.uint8)
     X[y == "b"] += 150
-    FineTunedCNNClassifier(backbone="vgg16", weights=None, input_side=32, head_units=(16, 8),
+    FineTunedCNNClassifier(backbone="tiny_vgg", weights=None, input_side=32, head_units=(16, 8),
                            dropout=0.0, learning_rate=1e-3, batch_size=8, max_epochs=40,
                            patience=40, random_state=0, checkpoint_dir=sys.argv[1]).fit(
         X, y, callbacks=[Slow()])

@@ -315,7 +315,7 @@ def test_gridsearch_on_mini_scene_with_offline_vgg16(tmp_path):
     forwards each image once per scale, and scores far above chance (1/3)."""
     from sklearn.svm import LinearSVC
 
-    X, y = real_subset("mini_scene", "train", per_class=10)
+    X, y = real_subset("mini_scene", "train", per_class=6)
     reset_forward_pass_counts()
     # A cache of its own: other tests (and their subprocesses) share the session's.
     pipe = make_pipeline(CNNFeatureExtractor(backbone="vgg16", weights=VGG16_WEIGHTS,
@@ -328,4 +328,4 @@ def test_gridsearch_on_mini_scene_with_offline_vgg16(tmp_path):
     }
     search = GridSearchCV(pipe, grid, cv=3).fit(X, y)
     assert search.best_score_ > 0.8  # 3 balanced classes: chance is 0.33
-    assert count(224) == 30 and count(544) == 30
+    assert count(224) == 18 and count(544) == 18

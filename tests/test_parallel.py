@@ -115,15 +115,15 @@ def test_local_cluster_extraction_forwards_each_image_once(tmp_path, monkeypatch
 
     log = tmp_path / "forwards.log"
     monkeypatch.setenv("CNNFEATURES_FORWARD_LOG", str(log))  # inherited by the workers
-    X = list(np.random.default_rng(7).integers(0, 255, (24, 48, 48, 3), dtype=np.uint8))
+    X = list(np.random.default_rng(7).integers(0, 255, (8, 48, 48, 3), dtype=np.uint8))
     ext = CNNFeatureExtractor(backbone="vgg16", weights=None, layer="block3_pool",
                               pooling="mean", scales=(0, 1), cache=str(tmp_path / "c"))
-    done = extract_distributed(ext, X, local_workers=2, chunk_size=4)
-    assert done.n_images == 24 and done.total_forwards == 48  # 24 images x 2 scales
-    assert len(done.images) == 2 and sum(done.images.values()) == 24
-    assert forward_log_total(log) == 48
+    done = extract_distributed(ext, X, local_workers=2, chunk_size=2)
+    assert done.n_images == 8 and done.total_forwards == 16  # 8 images x 2 scales
+    assert len(done.images) == 2 and sum(done.images.values()) == 8  # both workers worked
+    assert forward_log_total(log) == 16
     err = capsys.readouterr().err
-    assert "dask: 24 images on 2 workers" in err and "forward passes" in err
+    assert "dask: 8 images on 2 workers" in err and "forward passes" in err
     reset_forward_pass_counts()
     features = ext.fit(X).transform(X)
-    assert features.shape == (24, 256) and sum(forward_pass_counts().values()) == 0
+    assert features.shape == (8, 256) and sum(forward_pass_counts().values()) == 0

@@ -17,5 +17,5 @@ def readme_blocks(language: str) -> list[str]:
 def test_readme_starts_with_the_two_commands():
     first = readme_blocks("bash")[0].strip().splitlines()
     assert first[0].startswith('pip install -e ".[dev]" && cnnfeatures evaluate ../shared/')
-    assert first[1] == 'python -m pytest -m "slow or not slow"'
+    assert first[1] == 'python -m pytest -m "slow or not slow" -n 2 --dist worksteal'
     assert first[2] == "python benchmarks/validate.py"  # the validation command (optional)

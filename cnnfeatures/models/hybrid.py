@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from numbers import Integral, Real
 
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import Interval
 
 from ..backbones import get_backbone, load_pretrained_weights
 from ..backend import load_keras
@@ -25,7 +25,9 @@ class HybridSepConvClassifier(KerasImageClassifier):
 
     Parameters
     ----------
-    backbone : {"vgg19", "vgg16"}, default="vgg19"
+    backbone : str, default="vgg19"
+        ``"vgg19"``, ``"vgg16"``, or any registered backbone made of pooled blocks (its
+        ``block_pools``), which the network cuts after block ``frozen_blocks``.
     weights : "imagenet", str, Path or None, default="imagenet"
     frozen_blocks : int, default=3
         VGG blocks kept (pretrained, frozen).
@@ -58,7 +60,7 @@ backbone_, input_side_, precision_, weights_fingerprint_
 
     _parameter_constraints: dict = {
         **KerasImageClassifier._common_constraints,
-        "backbone": [StrOptions({"vgg16", "vgg19"})],
+        "backbone": [str],  # a backbone with block_pools (checked against the registry)
         "weights": [str, os.PathLike, None],
         "frozen_blocks": [Interval(Integral, 1, 5, closed="both")],
         "n_sep_blocks": [Interval(Integral, 0, None, closed="left")],
@@ -76,6 +78,10 @@ backbone_, input_side_, precision_, weights_fingerprint_
         self.batch_norm_momentum = batch_norm_momentum
 
     def _check_structure(self, spec) -> None:
+        if not spec.block_pools:
+            raise ValueError(f"backbone {spec.name!r} has no pooled blocks (block_pools) "
+                             "to cut after: the hybrid network needs a VGG-like backbone, "
+                             "such as 'vgg16' or 'vgg19'")
         if self.frozen_blocks > len(spec.block_pools):
             raise ValueError(f"frozen_blocks={self.frozen_blocks}: {spec.name} has "
                              f"{len(spec.block_pools)} blocks")
