@@ -57,6 +57,7 @@ __all__ = [
     "WeightsUnavailableError",
     "get_backbone",
     "register_backbone",
+    "unregister_backbone",
     "check_layer_names",
     "check_weights_file",
     "check_weights_format",
@@ -208,11 +209,21 @@ def register_backbone(spec: BackboneSpec) -> BackboneSpec:
     >>> def tiny(include_top=False, weights=None, input_shape=(None, None, 3)):
     ...     x = keras.Input(input_shape)
     ...     return keras.Model(x, keras.layers.AveragePooling2D(8, name="pool8")(x))
-    >>> _ = register_backbone(BackboneSpec("tiny", "", tiny, 32, 8, (), ("pool8",),
+    >>> _ = register_backbone(BackboneSpec("my_tiny", "", tiny, 32, 8, (), ("pool8",),
     ...                                    preprocess=lambda a: a))
+    >>> unregister_backbone("my_tiny")
     """
     BACKBONES[spec.name] = spec
     return spec
+
+
+def unregister_backbone(name: str) -> None:
+    """Remove a backbone from the registry (networks built from it are forgotten too)."""
+    get_backbone(name)  # a ValueError listing the choices if there is none by that name
+    with _NETWORKS_LOCK:
+        for key in [key for key in _NETWORKS if key[0] == name]:
+            del _NETWORKS[key]
+    del BACKBONES[name]
 
 
 def get_backbone(name: str) -> BackboneSpec:
