@@ -12,7 +12,6 @@ estimators reuse it to show a new view of every image at every epoch.
 
 from __future__ import annotations
 
-import inspect
 import math
 import sys
 from dataclasses import dataclass, field, fields
@@ -240,17 +239,20 @@ contrast, gamma, elastic_alpha, elastic_sigma
         "random_state": ["random_state"],
     }
 
+    # The transformations' defaults are AugmentationPolicy's (a test holds them equal).
     def __init__(self, n_copies: int = 1, balance: bool = False, *,
-                 sampling_strategy="auto", random_state=None, **settings):
-        unknown = sorted(set(settings) - set(_POLICY_FIELDS))
-        if unknown:
-            raise TypeError(f"ImageAugmenter got unexpected keyword argument(s) {unknown}; "
-                            f"the transformations are {list(_POLICY_FIELDS)}")
+                 horizontal_flip: bool = True, vertical_flip: bool = False,
+                 rotation: float = 15.0, zoom: float = 0.1, shift: float = 0.05,
+                 shear: float = 0.0, crop: float = 0.0, brightness: float = 0.1,
+                 contrast: float = 0.1, gamma: float = 0.0, elastic_alpha: float = 0.0,
+                 elastic_sigma: float = 6.0, sampling_strategy="auto", random_state=None):
         super().__init__(sampling_strategy=sampling_strategy)
         self.n_copies = n_copies
         self.balance = balance
-        for name, default, _, _ in AUGMENTATION_SETTINGS:
-            setattr(self, name, settings.get(name, default))  # stored untouched
+        self.horizontal_flip, self.vertical_flip = horizontal_flip, vertical_flip
+        self.rotation, self.zoom, self.shift, self.shear = rotation, zoom, shift, shear
+        self.crop, self.brightness, self.contrast = crop, brightness, contrast
+        self.gamma, self.elastic_alpha, self.elastic_sigma = gamma, elastic_alpha, elastic_sigma
         self.random_state = random_state
 
     def __sklearn_tags__(self):
@@ -343,18 +345,6 @@ contrast, gamma, elastic_alpha, elastic_sigma
                                     for _ in range(-(-need // len(members)))])
             extra.append(order[:need].astype(int))
         return np.concatenate(extra) if extra else np.zeros(0, dtype=int)
-
-
-# scikit-learn reads parameters from the __init__ signature: list every setting there.
-ImageAugmenter.__init__.__signature__ = inspect.Signature([
-    inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD),
-    inspect.Parameter("n_copies", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=1),
-    inspect.Parameter("balance", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=False),
-    *(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default)
-      for name, default, _, _ in AUGMENTATION_SETTINGS),
-    inspect.Parameter("sampling_strategy", inspect.Parameter.KEYWORD_ONLY, default="auto"),
-    inspect.Parameter("random_state", inspect.Parameter.KEYWORD_ONLY, default=None),
-])
 
 
 def augmentation_grid(image, augmenter: ImageAugmenter | AugmentationPolicy | None = None,

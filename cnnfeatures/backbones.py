@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import random
 import threading
 import uuid
 import warnings
@@ -47,7 +46,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .backend import load_keras, shape_free_function
+from .backend import keras_seeded, load_keras, shape_free_function
 from .messages import announce, warn_once
 
 __all__ = [
@@ -417,7 +416,7 @@ def _file_shapes(path: str) -> Counter:
 def _base_shapes(backbone: str) -> Counter:
     """The shapes of a stock convolutional base's weights (built random, then dropped)."""
     spec = get_backbone(backbone)
-    with _seeded(0):
+    with keras_seeded(0):
         model = spec.keras_constructor(include_top=False, weights=None,
                                        input_shape=(None, None, 3))
     shapes = Counter(tuple(w.shape) for w in model.weights)
@@ -749,30 +748,12 @@ def get_feature_network(
         what = {"random": "random weights", "imagenet": "ImageNet weights"}.get(
             ref.kind, f"weights {ref.path}")
         announce(f"building {spec.name} ({what}, {precision})", verbose)
-        with precision_policy(precision), _seeded(seed if ref.kind == "random" else None):
+        with precision_policy(precision), keras_seeded(seed if ref.kind == "random" else None):
             net = _build_network(spec, ref, with_fc, precision)
         _NETWORKS[(spec.name, ref.key, with_fc, precision)] = net
         while len(_NETWORKS) > MAX_NETWORKS:
             _NETWORKS.popitem(last=False)
         return net
-
-
-@contextmanager
-def _seeded(seed: int | None) -> Iterator[None]:
-    """Draw Keras' initial weights from ``seed``, leaving every global generator as it was.
-
-    Keras 3 initialisers without a seed take one from Python's ``random`` module, so
-    seeding it for the duration of the build makes the weights the same in every process.
-    """
-    if seed is None:
-        yield
-        return
-    state = random.getstate()
-    random.seed(seed)
-    try:
-        yield
-    finally:
-        random.setstate(state)
 
 
 @contextmanager

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import sys
 import tempfile
 import threading
@@ -28,8 +29,8 @@ from contextlib import contextmanager
 
 import numpy as np
 
-__all__ = ["STARTUP_LOG", "backend_name", "gradients", "load_keras", "load_tensorflow",
-           "quiet_retracing", "shape_free_function", "worker_threads"]
+__all__ = ["STARTUP_LOG", "backend_name", "gradients", "keras_seeded", "load_keras",
+           "load_tensorflow", "quiet_retracing", "shape_free_function", "worker_threads"]
 
 #: What the backend wrote on standard error while it started (bytes decoded as text).
 STARTUP_LOG: list[str] = []
@@ -220,6 +221,42 @@ def _quiet_import():
         sink.seek(0)
         STARTUP_LOG.append(sink.read().decode(errors="replace"))
     return keras
+
+
+@contextmanager
+def keras_seeded(seed: int | None) -> Iterator[None]:
+    """Layers built in the block draw their initial weights and their own random
+    generators' seeds (dropout's) from ``seed``; every global generator is left as it was.
+
+    Keras 3 takes an unseeded initialiser's or layer's seed from Python's ``random``
+    module: it is seeded for the block and given its state back afterwards, so the user's
+    ``random.random()`` sequence goes on unchanged (``keras.utils.set_random_seed`` would
+    reseed Python's, NumPy's and the backend's global generators for good). None: nothing
+    is seeded.
+
+    Examples
+    --------
+    >>> import random
+    >>> random.seed(1); expected = [random.random(), random.random()]
+    >>> random.seed(1); first = random.random()
+    >>> with keras_seeded(7):
+    ...     a = load_keras().layers.Dense(2)
+    ...     a.build((None, 3))
+    >>> with keras_seeded(7):
+    ...     b = load_keras().layers.Dense(2)
+    ...     b.build((None, 3))
+    >>> bool((a.get_weights()[0] == b.get_weights()[0]).all()), [first, random.random()] == expected
+    (True, True)
+    """
+    if seed is None:
+        yield
+        return
+    state = random.getstate()
+    random.seed(seed)
+    try:
+        yield
+    finally:
+        random.setstate(state)
 
 
 class _NoRetracingNotes(logging.Filter):

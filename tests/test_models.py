@@ -5,7 +5,7 @@ from sklearn.model_selection import GridSearchCV
 from sklearn.utils import estimator_checks as checks
 
 from cnnfeatures import FineTunedCNNClassifier, HybridSepConvClassifier, ImageAugmenter
-from cnnfeatures.models._base import frozen_prefix
+from cnnfeatures.models.prefix import frozen_prefix
 
 from .conftest import REGISTER_TINY_VGG, proba_in_fresh_process
 
@@ -105,10 +105,12 @@ def test_augmentation_trains_the_full_model(task):
 
 def test_groups_keep_patients_on_one_side(task):
     X, y = task
+    from cnnfeatures.models.inputs import validation_split
+
     groups = np.repeat(np.arange(12), 2)
-    clf = small(validation_fraction=0.25)
-    train, val = clf._split(np.searchsorted(["a", "b"], y), groups, seed=0)
-    assert not set(groups[train]) & set(groups[val])
+    train, val = validation_split(np.searchsorted(["a", "b"], y), groups, 0.25, seed=0,
+                                  max_epochs=5)
+    assert not set(groups[train]) & set(groups[val]) and len(val) == 6
 
 
 @pytest.mark.parametrize("kind", ["finetuned", "hybrid"])
@@ -297,23 +299,23 @@ def test_augmentation_views_computes_each_views_prefix_once(task):
 
 def test_views_batches_take_one_version_of_each_image_per_epoch():
     from cnnfeatures.augmentation import AugmentationPolicy
-    from cnnfeatures.models._base import _batches, _draw_views
+    from cnnfeatures.models.inputs import draw_views, epoch_batches
 
     images = np.random.default_rng(0).integers(0, 256, (10, 16, 16, 3), dtype=np.uint8)
-    views = _draw_views(images, AugmentationPolicy(rotation=30), 3, seed=0)
+    views = draw_views(images, AugmentationPolicy(rotation=30), 3, seed=0)
     assert views.shape == (4, 10, 16, 16, 3) and views.dtype == np.uint8
     np.testing.assert_array_equal(views[0], images)
     assert all(not np.array_equal(views[v], images) for v in (1, 2, 3))
     # An image's views depend on the seed and its pixels, not on the other images: folds
     # of a cross-validation share them (and their cached prefixes).
     np.testing.assert_array_equal(
-        _draw_views(images[3:7], AugmentationPolicy(rotation=30), 3, seed=0), views[:, 3:7])
+        draw_views(images[3:7], AugmentationPolicy(rotation=30), 3, seed=0), views[:, 3:7])
     assert not np.array_equal(
-        _draw_views(images, AugmentationPolicy(rotation=30), 3, seed=1)[1:], views[1:])
+        draw_views(images, AugmentationPolicy(rotation=30), 3, seed=1)[1:], views[1:])
     # Each image is tagged with its index in every pixel, to follow it through the batches.
     tagged = np.broadcast_to(np.arange(10, dtype=np.float32)[None, :, None],
                              (4, 10, 3)).copy() + np.arange(4)[:, None, None] * 100
-    data = _batches(tagged, np.arange(10), 4, lambda x: x, None, seed=0, views=True)
+    data = epoch_batches(tagged, np.arange(10), 4, lambda x: x, None, seed=0, views=True)
     chosen = []
     for _ in range(5):
         seen = np.concatenate([data[b][0][:, 0] for b in range(len(data))])
@@ -404,3 +406,23 @@ def test_same_seed_same_training_whatever_the_process_did_before(task, tmp_path)
     second = fit()
     assert first.history_ == second.history_
     np.testing.assert_array_equal(first.predict_proba(X), second.predict_proba(X))
+
+
+def test_fit_leaves_the_global_generators_alone(task, tmp_path):
+    """A fit draws from its own seed only: Python's and NumPy's global generators go on
+    as if it had not run (keras.utils.set_random_seed would have reseeded them)."""
+    import random
+
+    X, y = task
+
+    def draws():
+        return random.random(), np.random.rand()  # noqa: NPY002 (the global one, on purpose)
+
+    random.seed(5), np.random.seed(5)  # noqa: NPY002
+    expected = draws()
+    random.seed(5), np.random.seed(5)  # noqa: NPY002
+    small(max_epochs=2, dropout=0.3, augmentation=ImageAugmenter(rotation=10),
+          checkpoint_dir=tmp_path).fit(X, y)
+    HybridSepConvClassifier(backbone="tiny_vgg", weights=None, input_side=32, filters=8,
+                            head_units=(8, 4), max_epochs=1, random_state=0).fit(X, y)
+    assert draws() == expected

@@ -8,6 +8,11 @@ random generators (dropout's: so that the resumed epochs draw the masks the unin
 fit would have), the early-stopping state (best loss, best weights, epochs without
 improvement), the history and the epoch times. The same fit started again finds the
 folder and goes on after its last finished epoch; a finished fit removes its folder.
+
+Keras' own ``BackupAndRestore`` keeps the weights, the optimizer and the epoch only: a fit
+resumed with it would draw other dropout masks than the uninterrupted fit, forget the best
+weights and the patience early stopping had counted, and lose the history. Its files are
+not written atomically either.
 """
 
 from __future__ import annotations
@@ -21,8 +26,10 @@ from pathlib import Path
 import numpy as np
 
 from ..backend import load_keras
+from ..cache import make_key
+from .inputs import pixels_digest
 
-__all__ = ["TrainingCheckpoint"]
+__all__ = ["TrainingCheckpoint", "fit_key"]
 
 STATE_FILE = "state.json"
 
@@ -35,9 +42,9 @@ class TrainingCheckpoint:
     directory : str or Path
         Shared by any number of fits (a grid search's): each has its own sub-folder.
     key : str
-        What makes two fits the same: the estimator computes it from its parameters, its
-        training and validation images and labels, and its seed. A fit never resumes
-        another's state.
+        What makes two fits the same (:func:`fit_key` of the estimator's parameters, its
+        seed, its weights and the arrays it trains on). A fit never resumes another's
+        state.
 
     Examples
     --------
@@ -80,18 +87,30 @@ class TrainingCheckpoint:
         """Forget the state (the fit finished). Only this fit's folder goes."""
         shutil.rmtree(self.path, ignore_errors=True)
 
-    def callback(self, state: dict | None, early_stopping, clock):
-        """A Keras callback that restores ``state`` when training begins (after
-        ``early_stopping`` and ``clock`` reset themselves: place it after them) and saves
-        the state after every epoch."""
-        keras = load_keras()
-        checkpoint = self
+    def callback(self, *, early_stopping=None, clock=None):
+        """The Keras callback of this fit: it loads the saved state now (its
+        ``initial_epoch(max_epochs)`` says where training goes on), restores it when
+        training begins and saves the state after every epoch.
 
-        class Save(keras.callbacks.Callback):
+        ``early_stopping`` and ``clock`` are callbacks whose state belongs to the fit
+        (``get_state()`` / ``set_state()``, see :mod:`cnnfeatures.models.training`); they
+        reset themselves when training begins, so the returned callback goes after them.
+        """
+        keras = load_keras()
+        checkpoint, state = self, self.load()
+
+        class Resume(keras.callbacks.Callback):
             def __init__(self):
                 super().__init__()
                 self.history = {k: list(v) for k, v in (state or {}).get("history",
                                                                          {}).items()}
+
+            def initial_epoch(self, max_epochs: int) -> int:
+                """The first epoch left to train: 0 for a fresh start, ``max_epochs`` for a
+                fit that had stopped (early stopping, or a callback) before it returned."""
+                if state is None:
+                    return 0
+                return max_epochs if state["stopped"] else int(state["epochs"])
 
             def on_train_begin(self, logs=None):
                 if state is not None:
@@ -110,7 +129,7 @@ class TrainingCheckpoint:
                 if self.model.stop_training:
                     checkpoint._mark_stopped()
 
-        return Save()
+        return Resume()
 
     # -- files: every file is written under a temporary name and renamed, the state file
     # last; it names the weight files it goes with, so a crash at any point leaves the
@@ -125,22 +144,20 @@ class TrainingCheckpoint:
         _atomic(self.path / seeds,
                 lambda tmp: np.savez(tmp, *[v.numpy() for v in _seed_states(model)]),
                 suffix=".npz")
-        best = None
-        if early_stopping is not None and early_stopping.best_weights is not None:
-            # Named by the epoch they come from: written again only when a better epoch
-            # replaces them (hundreds of MB for VGG's head).
-            best = f"best-{early_stopping.best_epoch + 1:04d}.npz"
-            if not (self.path / best).exists():
-                _atomic(self.path / best,
-                        lambda tmp: np.savez(tmp, *early_stopping.best_weights),
-                        suffix=".npz")
+        stopping, best = None, None
+        if early_stopping is not None:
+            stopping, best_weights = early_stopping.get_state()
+            if best_weights:
+                # Named by the epoch they come from: written again only when a better
+                # epoch replaces them (hundreds of MB for VGG's head).
+                best = f"best-{stopping['best_epoch'] + 1:04d}.npz"
+                if not (self.path / best).exists():
+                    _atomic(self.path / best, lambda tmp: np.savez(tmp, *best_weights),
+                            suffix=".npz")
         state = {
             "epochs": epochs, "stopped": stopped, "history": history, "weights": weights,
-            "seeds": seeds, "best_weights": best,
-            "early_stopping": None if early_stopping is None else {
-                "best": _number(early_stopping.best), "wait": int(early_stopping.wait),
-                "best_epoch": int(early_stopping.best_epoch)},
-            "epoch_seconds": [float(s) for s in clock.seconds],
+            "seeds": seeds, "best_weights": best, "early_stopping": stopping,
+            "epoch_seconds": [] if clock is None else clock.get_state()[0]["seconds"],
         }
         _atomic(self.path / STATE_FILE, lambda tmp: Path(tmp).write_text(json.dumps(state)))
         for old in self.path.iterdir():  # the previous epoch's files
@@ -169,12 +186,26 @@ class TrainingCheckpoint:
                     variable.assign(f[f"arr_{i}"])
         saved = state.get("early_stopping")
         if early_stopping is not None and saved is not None:
-            early_stopping.best, early_stopping.wait = saved["best"], saved["wait"]
-            early_stopping.best_epoch = saved["best_epoch"]
+            arrays = []
             if state.get("best_weights"):
                 with np.load(self.path / state["best_weights"]) as f:
-                    early_stopping.best_weights = [f[f"arr_{i}"] for i in range(len(f))]
-        clock.seconds[:] = state.get("epoch_seconds", [])
+                    arrays = [f[f"arr_{i}"] for i in range(len(f))]
+            early_stopping.set_state(saved, arrays)
+        if clock is not None:
+            clock.set_state({"seconds": state.get("epoch_seconds", [])}, [])
+
+
+def fit_key(estimator: str, params: dict, seed: int, *, weights: str, cached: bool,
+            arrays) -> str:
+    """What makes a fit the one it is, digested: the estimator's class and parameters,
+    its seed, the weights it starts from (by content), whether its frozen prefix is
+    cached (which decides the network that trains: the head alone, or the whole), and the
+    arrays it trains on (images, labels, loss weights, validation images and labels). A
+    fit resumes only a state saved under its own key."""
+    # (The key of the states saved before this function existed: they still resume.)
+    parts = [estimator, repr(dict(sorted(params.items()))), str(seed), str(bool(cached)),
+             weights, *(pixels_digest(np.asarray(a)) for a in arrays)]
+    return make_key("fit", *parts)
 
 
 def _seed_states(model) -> list:
@@ -182,10 +213,6 @@ def _seed_states(model) -> list:
     (``save_weights`` leaves them out)."""
     weights = {id(w) for w in model.weights}
     return [v for v in model.variables if id(v) not in weights]
-
-
-def _number(value):
-    return None if value is None else float(value)
 
 
 def _atomic(path: Path, write, suffix: str = "") -> None:

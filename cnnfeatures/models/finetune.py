@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 
 from sklearn.utils._param_validation import StrOptions
 
 from ..backbones import get_backbone, load_pretrained_weights
 from ..backend import load_keras
-from ._base import KerasImageClassifier
+from .classifier import Augmentation, KerasImageClassifier, PathLike, RandomState, Weights
 
 __all__ = ["FineTunedCNNClassifier"]
 
@@ -129,11 +130,24 @@ class FineTunedCNNClassifier(KerasImageClassifier):
         "head": [StrOptions({"original", "dropout"})],
     }
 
-    def __init__(self, backbone: str = "vgg19", weights="imagenet", frozen=("blocks",),
-                 head: str = "dropout", **shared):
-        # The shared parameters (head_units ... verbose) are declared once, in
-        # SHARED_PARAMETERS; the signature scikit-learn reads lists them after these.
-        super().__init__(backbone=backbone, weights=weights, **shared)
+    def __init__(self, backbone: str = "vgg19", weights: Weights = "imagenet",
+                 frozen: Sequence[str] = ("blocks",), head: str = "dropout", *,
+                 head_units: Sequence[int] = (1024, 512), dropout: float = 0.5,
+                 input_side: int = 224, precision: str = "float32",
+                 learning_rate: float = 1e-4, batch_size: int = 16, max_epochs: int = 300,
+                 patience: int = 10, validation_fraction: float = 0.1,
+                 class_weight: str | dict | None = None, augmentation: Augmentation = None,
+                 augmentation_views: int | None = None, cache_frozen: bool | PathLike = True,
+                 checkpoint_dir: PathLike | None = None, warm_start: bool = False,
+                 random_state: RandomState = None, verbose: int = 0):
+        super().__init__(
+            backbone=backbone, weights=weights, head_units=head_units, dropout=dropout,
+            input_side=input_side, precision=precision, learning_rate=learning_rate,
+            batch_size=batch_size, max_epochs=max_epochs, patience=patience,
+            validation_fraction=validation_fraction, class_weight=class_weight,
+            augmentation=augmentation, augmentation_views=augmentation_views,
+            cache_frozen=cache_frozen, checkpoint_dir=checkpoint_dir, warm_start=warm_start,
+            random_state=random_state, verbose=verbose)
         self.frozen = frozen
         self.head = head
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from numbers import Integral, Real
 
 from sklearn.utils._param_validation import Interval
 
 from ..backbones import get_backbone, load_pretrained_weights
 from ..backend import load_keras
-from ._base import KerasImageClassifier
+from .classifier import Augmentation, KerasImageClassifier, PathLike, RandomState, Weights
 
 __all__ = ["HybridSepConvClassifier"]
 
@@ -68,10 +69,24 @@ backbone_, input_side_, precision_, weights_fingerprint_
         "batch_norm_momentum": [Interval(Real, 0, 1, closed="neither")],
     }
 
-    def __init__(self, backbone: str = "vgg19", weights="imagenet", frozen_blocks: int = 3,
-                 n_sep_blocks: int = 2, filters: int = 512, batch_norm_momentum: float = 0.9,
-                 **shared):
-        super().__init__(backbone=backbone, weights=weights, **shared)
+    def __init__(self, backbone: str = "vgg19", weights: Weights = "imagenet",
+                 frozen_blocks: int = 3, n_sep_blocks: int = 2, filters: int = 512,
+                 batch_norm_momentum: float = 0.9, *,
+                 head_units: Sequence[int] = (1024, 512), dropout: float = 0.5,
+                 input_side: int = 224, precision: str = "float32", learning_rate: float = 1e-4,
+                 batch_size: int = 16, max_epochs: int = 300, patience: int = 10,
+                 validation_fraction: float = 0.1, class_weight: str | dict | None = None,
+                 augmentation: Augmentation = None, augmentation_views: int | None = None,
+                 cache_frozen: bool | PathLike = True, checkpoint_dir: PathLike | None = None,
+                 warm_start: bool = False, random_state: RandomState = None, verbose: int = 0):
+        super().__init__(backbone=backbone, weights=weights, head_units=head_units,
+                         dropout=dropout, input_side=input_side, precision=precision,
+                         learning_rate=learning_rate, batch_size=batch_size,
+                         max_epochs=max_epochs, patience=patience,
+                         validation_fraction=validation_fraction, class_weight=class_weight,
+                         augmentation=augmentation, augmentation_views=augmentation_views,
+                         cache_frozen=cache_frozen, checkpoint_dir=checkpoint_dir,
+                         warm_start=warm_start, random_state=random_state, verbose=verbose)
         self.frozen_blocks = frozen_blocks
         self.n_sep_blocks = n_sep_blocks
         self.filters = filters
