@@ -1,39 +1,27 @@
 """The report application: its comparisons rerun on any image folder.
 
 Built on the library core (images, backbones, extraction, models) and never imported by
-it. Four modules:
+it. Its modules, each one idea:
 
 * :mod:`~cnnfeatures.report.metrics`: the one metrics path (accuracy, balanced accuracy
   with bootstrap intervals, ROC AUC, recall and specificity per class);
 * :mod:`~cnnfeatures.report.tables`: the report's table layouts and their output as
   Markdown, CSV and heatmap PNG;
-* :mod:`~cnnfeatures.report.experiments`: the tables as data (runs per dataset and a
-  layout), the budgets, and the one runner, :func:`run_table`, which journals every
-  finished run so that a killed run resumes;
+* :mod:`~cnnfeatures.report.budgets`: how much of the protocol a run does;
+* :mod:`~cnnfeatures.report.selection`: choices made on the training data only
+  (cross-validation, a held-out part for epochs and threshold);
+* :mod:`~cnnfeatures.report.experiment`: the shared settings, the data splits and the
+  one evaluation of a model;
+* :mod:`~cnnfeatures.report.catalogue`: the tables as data (runs per dataset, layouts);
+* :mod:`~cnnfeatures.report.runner`: :func:`run_table`, which journals every finished
+  run so that a killed run resumes;
 * :mod:`~cnnfeatures.report.plan`: what a run of a table will do, checked and counted
   before it runs (``cnnfeatures reproduce --dry-run``).
 """
 
-from .experiments import (
-    BUDGETS,
-    TABLES,
-    Budget,
-    CrossValidatedChoice,
-    Experiment,
-    HeldOutValidation,
-    Journal,
-    Run,
-    Split,
-    Table,
-    TableResult,
-    centre_of_best,
-    evaluate_model,
-    folds,
-    keras_description,
-    load_split,
-    quick_budget,
-    run_table,
-)
+from .budgets import BUDGETS, Budget, quick_budget
+from .catalogue import TABLES, Run, Table, keras_description
+from .experiment import Experiment, Split, evaluate_model, folds, load_split
 from .metrics import (
     BootstrapInterval,
     bootstrap,
@@ -42,6 +30,8 @@ from .metrics import (
     format_record,
 )
 from .plan import RunPlan, TablePlan, plan_table
+from .runner import Journal, TableResult, run_table
+from .selection import CrossValidatedChoice, HeldOutValidation, centre_of_best
 from .tables import (
     best_table,
     cv_results_records,

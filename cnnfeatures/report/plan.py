@@ -31,14 +31,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .experiments import (
-    TABLES,
-    CrossValidatedChoice,
-    Experiment,
-    HeldOutValidation,
-    Journal,
-    dataset_name,
-)
+from .catalogue import TABLES
+from .experiment import Experiment, dataset_name
+from .runner import Journal
+from .selection import CrossValidatedChoice, HeldOutValidation
 
 __all__ = ["RunPlan", "TablePlan", "plan_table"]
 
