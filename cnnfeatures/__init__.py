@@ -5,6 +5,7 @@ Public names are re-exported here; each lives in a module of its own idea
 """
 
 from .augmentation import AugmentationPolicy, ImageAugmenter, augmentation_grid
+from .config import config_context, get_config, set_config
 from .datasets import PATIENT_PATTERNS, load_image_folder
 from .descriptors import LocalDescriptors
 from .extraction import CNNFeatureExtractor, scale_side
@@ -21,6 +22,9 @@ __all__ = [
     "CLAHETransformer",
     "ImageAugmenter",
     "augmentation_grid",
+    "config_context",
+    "get_config",
+    "set_config",
     "CNNFeatureExtractor",
     "FineTunedCNNClassifier",
     "HybridSepConvClassifier",

@@ -13,7 +13,8 @@ straight to the process's standard error, before its own log settings apply, so
 ``TF_CPP_MIN_LOG_LEVEL`` cannot hide them all. Keras is therefore imported — and its
 devices initialised — with file descriptor 2 sent to a buffer; what was written there is
 kept in :data:`STARTUP_LOG` and shown again only when the import fails. Set
-``CNNFEATURES_BACKEND_LOGS=1`` to let those lines through.
+the ``backend_logs`` setting (:func:`~cnnfeatures.set_config`, or
+``CNNFEATURES_BACKEND_LOGS=1``) to let those lines through.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import numpy as np
+
+from .config import get_config
 
 __all__ = ["STARTUP_LOG", "backend_name", "gradients", "keras_seeded", "load_keras",
            "load_tensorflow", "quiet_retracing", "shape_free_function", "worker_threads"]
@@ -52,7 +55,7 @@ def load_keras():
         return _KERAS
     with _LOCK:
         if _KERAS is None:
-            if os.environ.get("CNNFEATURES_BACKEND_LOGS") or "keras" in sys.modules:
+            if get_config()["backend_logs"] or "keras" in sys.modules:
                 import keras
 
                 _size_thread_pools(keras)
@@ -65,15 +68,16 @@ def load_keras():
 def worker_threads() -> int | None:
     """Threads a network may use in this process, when it is one worker among several.
 
-    ``$CNNFEATURES_NUM_THREADS``, else ``$OMP_NUM_THREADS``, which joblib sets in its
-    worker processes to their share of the cores (``GridSearchCV(n_jobs=k)``); None when
-    neither is set (the backend then uses every core).
+    The ``num_threads`` setting (default ``$CNNFEATURES_NUM_THREADS``), else
+    ``$OMP_NUM_THREADS``, which joblib sets in its worker processes to their share of the
+    cores (``GridSearchCV(n_jobs=k)``); None when neither is set (the backend then uses
+    every core). Read when the backend starts: its thread pools are sized once.
     """
-    for name in ("CNNFEATURES_NUM_THREADS", "OMP_NUM_THREADS"):
-        value = os.environ.get(name, "")
-        if value.isdigit() and int(value) > 0:
-            return int(value)
-    return None
+    threads = get_config()["num_threads"]
+    if threads is not None:
+        return threads
+    value = os.environ.get("OMP_NUM_THREADS", "")
+    return int(value) if value.isdigit() and int(value) > 0 else None
 
 
 def _size_thread_pools(keras) -> None:

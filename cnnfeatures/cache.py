@@ -35,13 +35,14 @@ import sys
 import tempfile
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from .config import get_config
+from .memo import Memo
 from .messages import warn_once
 
 __all__ = [
@@ -54,6 +55,7 @@ __all__ = [
     "NotACacheError",
     "clear_memory_cache",
     "default_cache_dir",
+    "session_cache_dir",
     "get_cache",
     "is_cache_directory",
     "memory_cache",
@@ -82,10 +84,11 @@ _CLAIM = re.compile(r"^[0-9a-f]{40}\.claim$")
 CLAIM_SECONDS = 600.0
 _MARKER_TEMP = re.compile(r"^\.cnnfeatures-marker\.[A-Za-z0-9_]+\.tmp$")
 
-# Bytes a memory entry costs beyond its array object and key: the LRU's node and hash slot
-# and the allocator's rounding (measured: 200,000 entries of 64 float32 take ~580 bytes
-# each, of which 368 are the array and 89 the key).
+# Bytes a memory entry costs beyond its array object and key: the LRU's nodes and hash
+# slots and the allocator's rounding (measured: 200,000 entries of 64 float32 take ~580
+# bytes each, of which 368 are the array and 89 the key).
 _ENTRY_OVERHEAD = 128
+_KEY_BYTES = sys.getsizeof("0" * 40)
 
 # A directory that cannot take files at all: stop trying after the first failure.
 _DIRECTORY_ERRNOS = {errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC,
@@ -123,8 +126,9 @@ def make_key(*parts: object) -> str:
 # --------------------------------------------------------------------------- memory
 
 
-class MemoryLRU:
-    """A least-recently-used map of read-only arrays, bounded in the bytes they really take.
+class MemoryLRU(Memo):
+    """A least-recently-used map of read-only arrays, bounded in the bytes they really take
+    (a :class:`~cnnfeatures.memo.Memo` sized in bytes).
 
     Each entry counts its array (data and object header), its key and the map's own
     overhead, so a million tiny vectors are bounded as surely as a few large maps.
@@ -139,76 +143,61 @@ class MemoryLRU:
     (3, True, True)
     """
 
-    def __init__(self, max_bytes: int = DEFAULT_MEMORY_BYTES):
-        self.max_bytes = int(max_bytes)
-        self._items: OrderedDict[str, np.ndarray] = OrderedDict()
-        self.bytes = 0
-        self._lock = threading.Lock()
+    def __init__(self, max_bytes: int = DEFAULT_MEMORY_BYTES,
+                 name: str = "activations in memory"):
+        super().__init__(name, int(max_bytes), getsizeof=self._value_cost)
 
     @staticmethod
     def cost(key: str, value: np.ndarray) -> int:
         """Bytes an entry takes in memory."""
+        return MemoryLRU._value_cost(value) - _KEY_BYTES + sys.getsizeof(key)
+
+    @staticmethod
+    def _value_cost(value: np.ndarray) -> int:
+        # Keys are make_key's digests (40 characters): their size is a constant.
         array = sys.getsizeof(value) + (0 if value.flags.owndata else value.nbytes)
-        return array + sys.getsizeof(key) + _ENTRY_OVERHEAD
+        return array + _KEY_BYTES + _ENTRY_OVERHEAD
+
+    @property
+    def max_bytes(self) -> int:
+        return self.maxsize
+
+    @property
+    def bytes(self) -> int:
+        return self.currsize
 
     @property
     def entries(self) -> int:
-        return len(self._items)
-
-    def get(self, key: str) -> np.ndarray | None:
-        with self._lock:
-            value = self._items.get(key)
-            if value is not None:
-                self._items.move_to_end(key)
-            return value
-
-    def put(self, key: str, value: np.ndarray) -> None:
-        cost = self.cost(key, value)
-        with self._lock:
-            old = self._items.pop(key, None)
-            if old is not None:
-                self.bytes -= self.cost(key, old)
-            if cost > self.max_bytes:
-                return
-            self._items[key] = value
-            self.bytes += cost
-            self._evict()
+        return len(self)
 
     def set_limit(self, max_bytes: int) -> None:
         """Change the bound (evicting at once if it shrinks)."""
-        with self._lock:
-            self.max_bytes = int(max_bytes)
-            self._evict()
-
-    def _evict(self) -> None:
-        while self.bytes > self.max_bytes and self._items:
-            key, evicted = self._items.popitem(last=False)
-            self.bytes -= self.cost(key, evicted)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._items.clear()
-            self.bytes = 0
+        self.resize(int(max_bytes))
 
 
-def _default_memory_bytes() -> int:
-    value = os.environ.get("CNNFEATURES_CACHE_MEMORY_BYTES")
-    return int(value) if value else DEFAULT_MEMORY_BYTES
-
-
-_MEMORY = MemoryLRU(_default_memory_bytes())
+# The process's one memory cache, made on first use, and the setting it was sized by.
+_MEMORY: dict = {}
+_MEMORY_LOCK = threading.Lock()
 
 
 def memory_cache() -> MemoryLRU:
     """The process's memory cache, shared by every :class:`ActivationCache` of
-    :func:`get_cache` (bounded by ``$CNNFEATURES_CACHE_MEMORY_BYTES``, default 2 GiB;
-    change it with ``memory_cache().set_limit(n)``)."""
-    return _MEMORY
+    :func:`get_cache`, bounded by the ``cache_memory_bytes`` setting (default 2 GiB, see
+    :func:`~cnnfeatures.set_config`, which resizes it; ``memory_cache().set_limit(n)``
+    does too, until the setting changes again)."""
+    setting = get_config()["cache_memory_bytes"]
+    with _MEMORY_LOCK:
+        if "lru" not in _MEMORY:
+            _MEMORY["lru"] = MemoryLRU(setting)
+        elif _MEMORY["setting"] != setting:
+            _MEMORY["lru"].set_limit(setting)
+        _MEMORY["setting"] = setting
+        return _MEMORY["lru"]
 
 
 def clear_memory_cache() -> None:
     """Drop every activation held in this process's memory (disk entries stay)."""
-    _MEMORY.clear()
+    memory_cache().clear()
 
 
 # --------------------------------------------------------------------------- disk
@@ -298,10 +287,11 @@ class ActivationCache:
     ):
         self.directory = Path(directory) if directory is not None else None
         self.max_entry_bytes = max_entry_bytes
-        self.memory = MemoryLRU(max_memory_bytes) if max_memory_bytes is not None else _MEMORY
+        self.memory = (MemoryLRU(max_memory_bytes, name=f"activations of {self.directory}")
+                       if max_memory_bytes is not None else memory_cache())
         # Each directory has its own names in the shared memory LRU: an entry held in
         # memory for one cache is then still written to (and found in) another's directory.
-        shared = self.memory is _MEMORY and self.directory is not None
+        shared = self.memory is memory_cache() and self.directory is not None
         self._namespace = f"{self.directory}:" if shared else ""
         self._lock = threading.Lock()
         self._disk_writable = True
@@ -580,8 +570,9 @@ def _unlink(path: str) -> None:
         pass
 
 
-_CACHES: dict[str | None, ActivationCache] = {}
-_CACHES_LOCK = threading.Lock()
+#: Directory caches kept per process (each holds only its settings and counters: the
+#: arrays are in the one memory cache and on disk).
+CACHES = Memo("activation caches", 64)
 
 
 #: Largest entry the session directory takes (a pooled vector of 64k floats); larger
@@ -590,20 +581,30 @@ SESSION_ENTRY_BYTES = 256 << 10
 
 #: The environment variable naming this process tree's shared cache directory.
 SESSION_VARIABLE = "CNNFEATURES_SESSION_CACHE"
-# Set once, when the package is imported, so that the worker processes joblib starts later
-# (GridSearchCV(n_jobs=k)) inherit it and share one directory with their parent. The first
-# process of the tree owns it and removes the cache's files when it exits.
-if SESSION_VARIABLE not in os.environ:
-    os.environ[SESSION_VARIABLE] = os.path.join(
-        tempfile.gettempdir(), f"cnnfeatures-session-{os.getpid()}-{os.urandom(4).hex()}")
-    _SESSION_OWNER = True
-else:
-    _SESSION_OWNER = False
+_SESSION_LOCK = threading.Lock()
 
 
-def _remove_session_cache() -> None:
-    directory = os.environ.get(SESSION_VARIABLE)
-    if not _SESSION_OWNER or not directory or not os.path.isdir(directory):
+def session_cache_dir() -> str:
+    """This process tree's session directory: a temporary folder shared by the process
+    that first needs it and the worker processes it starts afterwards (joblib's, for
+    ``GridSearchCV(n_jobs=k)``), which inherit its name in ``$CNNFEATURES_SESSION_CACHE``.
+    The process that names it removes the cache's files when it exits.
+
+    Nothing is named before it is needed: the estimators ask for it when they are fitted,
+    used or cloned (``GridSearchCV`` clones them before it starts its workers).
+    """
+    with _SESSION_LOCK:
+        directory = os.environ.get(SESSION_VARIABLE)
+        if directory is None:
+            directory = os.path.join(tempfile.gettempdir(), f"cnnfeatures-session-"
+                                     f"{os.getpid()}-{os.urandom(4).hex()}")
+            os.environ[SESSION_VARIABLE] = directory
+            atexit.register(_remove_session_cache, directory)
+        return directory
+
+
+def _remove_session_cache(directory: str) -> None:
+    if not os.path.isdir(directory):
         return
     try:
         ActivationCache(directory, max_memory_bytes=1).clear()
@@ -618,21 +619,15 @@ def _remove_session_cache() -> None:
         pass  # something not ours is there, or another process still writes: leave it
 
 
-atexit.register(_remove_session_cache)
-
-
 def default_cache_dir() -> str | None:
-    """The disk part of ``cache=True``.
-
-    ``$CNNFEATURES_CACHE_DIR`` when set (``none`` or an empty value: memory only), else
-    this process tree's session directory (a temporary folder shared by the process that
-    imported cnnfeatures and the joblib workers it starts, removed when it exits), so that
-    ``GridSearchCV(n_jobs=k)`` forwards each image once across processes.
+    """The disk part of ``cache=True``: the ``cache_dir`` setting (see
+    :func:`~cnnfeatures.set_config`; default ``$CNNFEATURES_CACHE_DIR``): a directory,
+    None (memory only), or ``"session"`` (the default): this process tree's
+    :func:`session_cache_dir`, so that ``GridSearchCV(n_jobs=k)`` forwards each image
+    once across processes.
     """
-    value = os.environ.get("CNNFEATURES_CACHE_DIR")
-    if value is not None:
-        return None if value.strip().lower() in ("", "none", "memory") else value
-    return os.environ.get(SESSION_VARIABLE)
+    setting = get_config()["cache_dir"]
+    return session_cache_dir() if setting == "session" else setting
 
 
 def get_cache(directory: str | os.PathLike[str] | None = None) -> ActivationCache:
@@ -646,10 +641,10 @@ def get_cache(directory: str | os.PathLike[str] | None = None) -> ActivationCach
     True
     """
     key = os.path.abspath(os.fspath(directory)) if directory is not None else None
-    with _CACHES_LOCK:
-        cache = _CACHES.get(key)
-        if cache is None:
-            session = key is not None and key == os.environ.get(SESSION_VARIABLE)
-            cache = _CACHES[key] = ActivationCache(
-                key, max_entry_bytes=SESSION_ENTRY_BYTES if session else None)
-        return cache
+
+    def create() -> ActivationCache:
+        session = key is not None and key == os.environ.get(SESSION_VARIABLE)
+        return ActivationCache(key, max_entry_bytes=SESSION_ENTRY_BYTES if session else None)
+
+    memory_cache()  # sized by the setting now in effect
+    return CACHES.get_or_compute(key, create)

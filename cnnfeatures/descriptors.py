@@ -15,6 +15,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from .config import get_config
+
 __all__ = ["DescriptorWriter", "LocalDescriptors"]
 
 #: A DescriptorWriter keeps rows in memory up to this many bytes, then moves them to a file.
@@ -281,7 +283,8 @@ class DescriptorWriter:
     spill_bytes : int, default=SPILL_BYTES
         Rows kept in memory before moving everything to a file in ``directory``.
     directory : str, optional
-        Where the temporary file goes (default: ``$CNNFEATURES_TMPDIR`` or the system's).
+        Where the temporary file goes (default: the ``tmp_dir`` setting, see
+        :func:`~cnnfeatures.set_config`, or the system's).
 
     Examples
     --------
@@ -296,7 +299,7 @@ class DescriptorWriter:
                  directory: str | None = None):
         self.n_features = n_features
         self.spill_bytes = spill_bytes
-        self.directory = directory or os.environ.get("CNNFEATURES_TMPDIR") or None
+        self.directory = directory or get_config()["tmp_dir"]
         self._chunks: list[np.ndarray] = []
         self._scales: list[np.ndarray] = []
         self._counts: list[int] = []

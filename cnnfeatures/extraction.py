@@ -26,6 +26,7 @@ from .backbones import (
     warn_random_fc,
 )
 from .cache import ActivationCache, default_cache_dir, get_cache, make_key
+from .config import carry_config
 from .descriptors import DescriptorWriter, LocalDescriptors
 from .images import (
     TransientImage,
@@ -149,7 +150,7 @@ def _prefetch(tasks: Iterable[Callable[[], object]], depth: int = 2) -> Iterator
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cnnfeatures-load") as pool:
         pending = []
         for task in tasks:
-            pending.append(pool.submit(task))
+            pending.append(pool.submit(carry_config(task)))
             if len(pending) > depth:
                 yield pending.pop(0).result()
         for future in pending:
@@ -505,6 +506,13 @@ class CNNFeatureExtractor(TransformerMixin, BaseEstimator):
         tags.target_tags.required = False
         tags.transformer_tags.preserves_dtype = []
         return tags
+
+    def __sklearn_clone__(self):
+        # A grid search's clones may run in worker processes, which inherit this process's
+        # environment when they start: name the session cache now, so that they share it.
+        if self.cache is True:
+            default_cache_dir()
+        return super().__sklearn_clone__()
 
     def feature_network(self, precision: str | None = None) -> FeatureNetwork:
         """The fitted extractor's network (in another ``precision`` if asked).

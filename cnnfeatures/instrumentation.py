@@ -11,6 +11,8 @@ import os
 import threading
 from collections import Counter
 
+from .config import get_config
+
 __all__ = ["count_forward", "forward_log_total", "forward_pass_counts",
            "reset_forward_pass_counts"]
 
@@ -21,13 +23,14 @@ _LOCK = threading.Lock()
 def count_forward(backbone: str, fingerprint: str, precision: str, side: int, n: int) -> None:
     """Record that ``n`` images went through a network at input side ``side``.
 
-    With ``$CNNFEATURES_FORWARD_LOG`` set to a file, each record is also appended there as
+    With the ``forward_log`` setting (default ``$CNNFEATURES_FORWARD_LOG``, which worker
+    processes inherit) naming a file, each record is also appended there as
     a line ``<pid> <backbone> <side> <n>``: the work of every process (joblib or dask
     workers included) can then be added up, as tests and benchmarks do.
     """
     with _LOCK:
         _FORWARD_COUNTS[(backbone, fingerprint, precision, side)] += n
-    log = os.environ.get("CNNFEATURES_FORWARD_LOG")
+    log = get_config()["forward_log"]
     if log:
         with open(log, "a") as f:  # one short line: appends of several processes interleave
             f.write(f"{os.getpid()} {backbone.replace(' ', '_')} {side} {n}\n")

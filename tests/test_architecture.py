@@ -10,7 +10,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "cnnfeatures"
 
 #: Floor of each top-level module or subpackage of cnnfeatures (docs/architecture.md).
 FLOORS = {
-    "backend": 0, "messages": 0,
+    "config": 0, "memo": 0, "backend": 0, "messages": 0,
     "images": 1,
     "targets": 2, "datasets": 2,
     "backbones": 3,
@@ -91,3 +91,31 @@ def test_only_backend_py_imports_a_keras_backend():
                  if p.name != "backend.py" and _backend_imports(p)}
     assert offenders == {}
     assert _backend_imports(PACKAGE / "backend.py") == {"tensorflow", "jax", "torch"}
+
+
+IMPORT_PROBE = """
+import atexit, os, sys
+# Dependencies that do such things at their own import: OpenCV and scikit-learn set
+# variables (LD_LIBRARY_PATH, KMP_*), Pillow registers an exit hook.
+import cv2, sklearn, PIL.Image
+before, callbacks = dict(os.environ), atexit._ncallbacks()
+import cnnfeatures, cnnfeatures.cache, cnnfeatures.cli, cnnfeatures.report
+from cnnfeatures import CNNFeatureExtractor, FineTunedCNNClassifier
+CNNFeatureExtractor(), FineTunedCNNClassifier()
+changed = sorted(k for k in set(before) | set(os.environ) if before.get(k) != os.environ.get(k))
+print(changed, atexit._ncallbacks() - callbacks, "keras" in sys.modules)
+"""
+
+
+def test_import_does_nothing_until_it_is_needed():
+    """Importing cnnfeatures (and making estimators) writes no environment variable,
+    registers no exit hook and starts no backend: the session cache is named when an
+    estimator that uses it is fitted or cloned."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", IMPORT_PROBE], capture_output=True, text=True,
+                          env={k: v for k, v in __import__("os").environ.items()
+                               if not k.startswith("CNNFEATURES")})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["[]", "0", "False"], done.stdout

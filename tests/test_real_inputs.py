@@ -183,13 +183,26 @@ def test_folder_with_fifo_and_device_link_lists_them(tmp_path):
     assert "gone.png (broken link)" in message
 
 
-def test_file_over_the_size_cap(tmp_path, monkeypatch):
+def test_file_over_the_size_cap(tmp_path):
+    """The cap is a setting (set_config, config_context), whose default a fresh process
+    reads from $CNNFEATURES_MAX_IMAGE_BYTES."""
+    import subprocess
+    import sys
+
+    from cnnfeatures import config_context
+
     path = tmp_path / "big.png"
     Image.fromarray(np.zeros((64, 64), np.uint8)).save(path)
-    monkeypatch.setenv("CNNFEATURES_MAX_IMAGE_BYTES", "50")
-    with pytest.raises(ImageLoadError, match=r"big\.png: file of .* exceeds the image size "
-                                             r"cap of 50 bytes.*CNNFEATURES_MAX_IMAGE_BYTES"):
-        load_image(path)
+    with config_context(max_image_bytes=50):
+        with pytest.raises(ImageLoadError, match=r"big\.png: file of .* exceeds the image "
+                                                 r"size cap of 50 bytes.*set_config\("
+                                                 r"max_image_bytes=.*MAX_IMAGE_BYTES"):
+            load_image(path)
+    assert load_image(path).shape == (64, 64, 3)  # the default cap again after the block
+    done = subprocess.run([sys.executable, "-c", f"from cnnfeatures import load_image; "
+                           f"load_image({str(path)!r})"], capture_output=True, text=True,
+                          env={**os.environ, "CNNFEATURES_MAX_IMAGE_BYTES": "50"})
+    assert done.returncode == 1 and "cap of 50 bytes" in done.stderr
 
 
 def test_float_images_in_unit_range_are_refused(tmp_path):

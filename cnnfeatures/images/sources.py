@@ -16,6 +16,8 @@ from typing import Union
 
 import numpy as np
 
+from ..config import DEFAULT_MAX_IMAGE_BYTES, get_config
+
 ImageSource = Union[str, "os.PathLike[str]", np.ndarray, "TransientImage"]
 
 __all__ = [
@@ -40,10 +42,6 @@ IMAGE_EXTENSIONS = frozenset(
      ".dcm", ".dicom"}
 )
 
-#: Largest image file read, in bytes, unless ``$CNNFEATURES_MAX_IMAGE_BYTES`` says otherwise.
-#: 1 GiB holds any single radiograph or whole-slide thumbnail; an environment variable (not
-#: a module attribute) so that joblib and dask worker processes see the same limit.
-DEFAULT_MAX_IMAGE_BYTES = 1 << 30
 
 
 class ImageLoadError(ValueError):
@@ -174,19 +172,9 @@ def _check_array(X: np.ndarray, name: str) -> Sequence[ImageSource]:
 
 
 def max_image_bytes() -> int:
-    """The size cap of image files: ``$CNNFEATURES_MAX_IMAGE_BYTES`` or 1 GiB."""
-    value = os.environ.get("CNNFEATURES_MAX_IMAGE_BYTES")
-    if not value:
-        return DEFAULT_MAX_IMAGE_BYTES
-    try:
-        limit = int(value)
-    except ValueError:
-        raise ValueError(
-            f"CNNFEATURES_MAX_IMAGE_BYTES must be a number of bytes, got {value!r}"
-        ) from None
-    if limit < 1:
-        raise ValueError(f"CNNFEATURES_MAX_IMAGE_BYTES must be positive, got {limit}")
-    return limit
+    """The size cap of image files: the ``max_image_bytes`` setting (see
+    :func:`~cnnfeatures.set_config`; default ``$CNNFEATURES_MAX_IMAGE_BYTES`` or 1 GiB)."""
+    return get_config()["max_image_bytes"]
 
 
 _FILE_KINDS = (
@@ -260,8 +248,8 @@ def read_image_bytes(path: str | os.PathLike[str]) -> bytes:
 def _too_large(name: str, size: int, limit: int) -> ImageLoadError:
     return ImageLoadError(
         f"{name}: file of {size:,} bytes exceeds the image size cap of {limit:,} bytes; "
-        "set the environment variable CNNFEATURES_MAX_IMAGE_BYTES to raise it for files "
-        "you trust"
+        "raise it for files you trust with cnnfeatures.set_config(max_image_bytes=...), or "
+        "$CNNFEATURES_MAX_IMAGE_BYTES for every process"
     )
 
 

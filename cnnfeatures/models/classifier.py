@@ -122,6 +122,14 @@ class KerasImageClassifier(ClassifierMixin, BaseEstimator):
         tags.non_deterministic = True  # identical only on CPU with the same random_state
         return tags
 
+    def __sklearn_clone__(self):
+        # A grid search's clones may run in worker processes, which inherit this process's
+        # environment when they start: name the session cache now, so that they share the
+        # frozen prefixes' activations.
+        if self.cache_frozen is True:
+            default_cache_dir()
+        return super().__sklearn_clone__()
+
     def preprocess(self, images: np.ndarray) -> np.ndarray:
         """The fitted backbone's ``preprocess_input`` of float RGB 0–255 images (the
         network's input; Grad-CAM feeds it too)."""
