@@ -25,7 +25,7 @@ from sklearn.base import _fit_context
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from .images import check_image_sources, image_name, load_image, transient
+from .images import check_image_sources, image_input_tags, image_name, load_image, transient
 from .targets import check_targets
 
 __all__ = ["AUGMENTATION_SETTINGS", "AugmentationPolicy", "ImageAugmenter", "augmentation_grid"]
@@ -256,10 +256,7 @@ contrast, gamma, elastic_alpha, elastic_sigma
         self.random_state = random_state
 
     def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.two_d_array = False
-        tags.input_tags.three_d_array = True
-        tags.input_tags.string = True
+        tags = image_input_tags(super().__sklearn_tags__())
         tags.input_tags.sparse = False
         tags.target_tags.required = True
         return tags

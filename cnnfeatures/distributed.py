@@ -127,10 +127,20 @@ def extract_distributed(extractor: CNNFeatureExtractor, X, *, scheduler: str | N
 
     Examples
     --------
+    A local cluster of one worker process fills a cache folder; the extractor then reads
+    the features from it without a forward pass (a cluster of machines: pass
+    ``scheduler="tcp://host:8786"`` and a folder every machine reaches).
+
+    >>> import tempfile
+    >>> import numpy as np
+    >>> from cnnfeatures import CNNFeatureExtractor
+    >>> images = list(np.random.default_rng(0).integers(0, 255, (3, 32, 32, 3), np.uint8))
+    >>> folder = tempfile.mkdtemp()
     >>> ext = CNNFeatureExtractor(backbone="vgg16", layer="block5_pool", pooling="mean",
-    ...                           weights=None, cache="/shared/cnnfeatures-cache")
-    >>> done = extract_distributed(ext, paths, scheduler="tcp://10.0.0.1:8786")  # doctest: +SKIP
-    >>> features = ext.fit(paths).transform(paths)  # read from the cache  # doctest: +SKIP
+    ...                           weights=None, cache=folder)
+    >>> done = extract_distributed(ext, images, local_workers=1, verbose=0)
+    >>> ext.fit(images).transform(images).shape  # read from the cache
+    (3, 512)
     """
     sources = list(check_image_sources(X))
     if extractor.cache is False:

@@ -12,6 +12,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from .images import (
     TransientImage,
     check_image_sources,
+    image_input_tags,
     image_name,
     load_image_native,
     transient,
@@ -163,10 +164,7 @@ class CLAHETransformer(TransformerMixin, BaseEstimator, auto_wrap_output_keys=No
         self.color_mode = color_mode
 
     def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.two_d_array = False
-        tags.input_tags.three_d_array = True
-        tags.input_tags.string = True
+        tags = image_input_tags(super().__sklearn_tags__())
         tags.requires_fit = False
         tags.target_tags.required = False
         return tags

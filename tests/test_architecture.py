@@ -119,3 +119,47 @@ def test_import_does_nothing_until_it_is_needed():
                                if not k.startswith("CNNFEATURES")})
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["[]", "0", "False"], done.stdout
+
+
+def test_tests_mirror_the_package():
+    """A subpackage's tests live in a folder of the same name (tests/models/ for
+    cnnfeatures/models/), so that a change's tests are found beside it."""
+    tests = Path(__file__).resolve().parent
+    subpackages = {p.parent.name for p in PACKAGE.glob("*/__init__.py")}
+    folders = {p.parent.name for p in tests.glob("*/__init__.py")}
+    assert folders == subpackages
+    for folder in folders:
+        assert list((tests / folder).glob("test_*.py")), f"tests/{folder}/ holds no tests"
+
+
+def test_no_module_over_400_lines_nor_class_over_250():
+    """Rooms that hold one idea each (docs/architecture.md): a module that outgrows 400
+    lines, or a class 250, is split where its ideas part."""
+    too_long = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        text = path.read_text()
+        if len(text.splitlines()) > 400:
+            too_long.append(f"{path.relative_to(PACKAGE)}: {len(text.splitlines())} lines")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.ClassDef) and node.end_lineno - node.lineno >= 250:
+                too_long.append(f"{path.relative_to(PACKAGE)}: class {node.name}, "
+                                f"{node.end_lineno - node.lineno + 1} lines")
+    assert not too_long
+
+
+def test_every_relative_import_names_a_module_of_the_package():
+    """``from .x import`` inside a subpackage means a sibling: a module moved into a
+    package with its lazy imports unchanged would point at nothing (and fail only when
+    the function runs)."""
+    dangling = []
+    for path in PACKAGE.rglob("*.py"):
+        package = path.relative_to(PACKAGE.parent).parent.parts
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                base = package[:len(package) - (node.level - 1)]
+                module = node.module.split(".") if node.module else []
+                target = Path(PACKAGE.parent, *base, *module)
+                if not (target.with_suffix(".py").is_file() or (target / "__init__.py")
+                        .is_file()):
+                    dangling.append(f"{path.relative_to(PACKAGE)}:{node.lineno}")
+    assert not dangling

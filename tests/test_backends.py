@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from .conftest import save_tiny_conv_weights
+from tests.conftest import save_tiny_conv_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -4,8 +4,7 @@ from PIL import Image
 
 from cnnfeatures import load_image_folder
 from cnnfeatures.datasets import NotAnImageWarning
-
-from .conftest import DATA
+from tests.conftest import DATA
 
 
 def _write(path):

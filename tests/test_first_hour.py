@@ -14,8 +14,7 @@ import numpy as np
 import pytest
 
 from cnnfeatures import CNNFeatureExtractor, FineTunedCNNClassifier, ImageAugmenter
-
-from .conftest import DATA, VGG16_WEIGHTS, XCEPTION_WEIGHTS
+from tests.conftest import DATA, VGG16_WEIGHTS, XCEPTION_WEIGHTS
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -7,8 +7,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline, make_union
 
 from cnnfeatures import CLAHETransformer, CNNFeatureExtractor, ImageAugmenter, VLADEncoder
-
-from .conftest import proba_in_fresh_process
+from tests.conftest import proba_in_fresh_process
 
 
 @pytest.fixture(scope="module")

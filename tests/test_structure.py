@@ -25,8 +25,7 @@ from cnnfeatures.images import TransientImage
 from cnnfeatures.instrumentation import forward_pass_counts, reset_forward_pass_counts
 from cnnfeatures.models import SHARED_PARAMETERS, SmallDataWarning
 from cnnfeatures.preprocessing import CLAHETransformer
-
-from .conftest import write_tint_dataset
+from tests.conftest import write_tint_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -166,14 +165,14 @@ def test_explained_score_is_the_pipelines_decision(tiny_conv_backbone, images, p
     """Grad-CAM differentiates the fitted maths: scale combination, L2, scaler, classifier."""
     import keras
 
-    from cnnfeatures.explain import _scorer, grad_cam, integrated_gradients
+    from cnnfeatures.explain import grad_cam, integrated_gradients, scorer_for
 
     X, y = images
     pipe = make_pipeline(
         CNNFeatureExtractor(backbone="tiny_conv", layer="pool", pooling=pooling,
                             scales=(0, 1), scale_combination=combination, weights=None),
         between(), RidgeClassifier()).fit(X, y)
-    scorer = _scorer(pipe)
+    scorer = scorer_for(pipe)
     explained = np.array([
         keras.ops.convert_to_numpy(scorer.forward(scorer.inputs(image)))[0]
         for image in X])
@@ -350,7 +349,7 @@ def test_cli_help_shows_defaults_and_registries_are_read_at_run_time(tint_data, 
     assert main(["evaluate", tint_data, "--backbone", "lenet"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "unknown backbone 'lenet'; choose one of" in err
-    from .conftest import _tiny_builder
+    from tests.conftest import _tiny_builder
 
     register_backbone(BackboneSpec("tiny_late", "", _tiny_builder, 32, 8, (), ("avg8",),
                                    preprocess=lambda a: a))

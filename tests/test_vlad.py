@@ -10,8 +10,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from cnnfeatures import CNNFeatureExtractor, LocalDescriptors, VLADEncoder
 from cnnfeatures.descriptors import DescriptorWriter
 from cnnfeatures.instrumentation import forward_pass_counts, reset_forward_pass_counts
-
-from .conftest import VGG16_WEIGHTS, real_subset
+from tests.conftest import VGG16_WEIGHTS, real_subset
 
 A = np.array([[0, 0], [2, 0], [10, 10]], np.float32)
 B = np.array([[1, 3], [10, 14], [10, 12]], np.float32)

@@ -253,9 +253,11 @@ def get_feature_network(
 
     Examples
     --------
-    >>> net = get_feature_network("vgg16", weights=None)  # doctest: +SKIP
-    >>> net.reader(["block5_pool"])(net.preprocess(images))[0].shape  # doctest: +SKIP
-    (n, 7, 7, 512)
+    >>> import numpy as np
+    >>> images = np.random.default_rng(0).uniform(0, 255, (2, 64, 64, 3))
+    >>> net = get_feature_network("vgg16", weights=None)
+    >>> net.reader(["block5_pool"])(net.preprocess(images))[0].shape
+    (2, 2, 2, 512)
     """
     spec = get_backbone(backbone)
     ref = resolve_weights(weights, seed, backbone=spec.name, need_top=need_fc)

@@ -34,9 +34,8 @@ from ..messages import warn_once
 from .registry import BACKBONES, VGG_FC_LAYERS, BackboneSpec, get_backbone
 
 __all__ = ["MAX_PRETRAINED", "PRETRAINED", "RandomTopWarning", "WeightsRef",
-           "WeightsUnavailableError",
-           "check_weights_file", "check_weights_format", "copy_weights",
-           "file_has_top", "find_imagenet_weights", "fingerprint_of",
+           "WeightsUnavailableError", "check_weights_file", "check_weights_format",
+           "copy_weights", "file_has_top", "find_imagenet_weights", "fingerprint_of",
            "imagenet_weights_dirs", "load_pretrained_weights", "network_fingerprint",
            "pretrained_weights", "resolve_weights", "warn_random_fc", "weights_fingerprint",
            "weights_have_top"]
@@ -67,9 +66,8 @@ def imagenet_weights_dirs() -> list[Path]:
     ``shared/weights`` folder beside a source checkout of cnnfeatures (where this project
     keeps its offline weights). Keras' own cache (``~/.keras/models``) is searched by Keras.
     """
-    dirs = [Path(d) for d in get_config()["weights_dirs"]]
-    dirs.append(Path(__file__).resolve().parents[3] / "shared" / "weights")
-    return dirs
+    checkout = Path(__file__).resolve().parents[3]
+    return [*map(Path, get_config()["weights_dirs"]), checkout / "shared" / "weights"]
 
 
 def find_imagenet_weights(backbone: str, need_top: bool = False) -> str | None:

@@ -21,6 +21,7 @@ from ..config import DEFAULT_MAX_IMAGE_BYTES, get_config
 ImageSource = Union[str, "os.PathLike[str]", np.ndarray, "TransientImage"]
 
 __all__ = [
+    "image_input_tags",
     "DEFAULT_MAX_IMAGE_BYTES",
     "IMAGE_EXTENSIONS",
     "ImageLoadError",
@@ -54,6 +55,16 @@ class ImageLoadError(ValueError):
 class LowBitDepthWarning(UserWarning):
     """A 16-bit image whose values all fit in 12 bits: read on the 16-bit scale, it is at
     most 1/16 as bright as full scale (12-bit detector data stored unscaled, typically)."""
+
+
+def image_input_tags(tags):
+    """``tags`` (scikit-learn's ``Tags``) of an estimator whose X is a sequence of images
+    (paths or arrays), not a 2-D feature matrix: the estimator checks that feed numeric
+    2-D X then do not apply."""
+    tags.input_tags.two_d_array = False
+    tags.input_tags.three_d_array = True
+    tags.input_tags.string = True
+    return tags
 
 
 def image_name(source: ImageSource, index: int | None = None) -> str:

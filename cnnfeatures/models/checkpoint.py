@@ -21,15 +21,17 @@ import json
 import os
 import shutil
 import warnings
+from numbers import Integral
 from pathlib import Path
 
 import numpy as np
 
+from ..backbones import weights_fingerprint
 from ..backend import load_keras
 from ..cache import make_key
 from .inputs import pixels_digest
 
-__all__ = ["TrainingCheckpoint", "fit_key"]
+__all__ = ["TrainingCheckpoint", "checkpoint_for", "fit_key"]
 
 STATE_FILE = "state.json"
 
@@ -193,6 +195,29 @@ class TrainingCheckpoint:
             early_stopping.set_state(saved, arrays)
         if clock is not None:
             clock.set_state({"seconds": state.get("epoch_seconds", [])}, [])
+
+
+def checkpoint_for(estimator, seed: int, arrays) -> TrainingCheckpoint | None:
+    """The checkpoint of a Keras classifier's fit in its ``checkpoint_dir``, keyed by
+    everything that makes the fit what it is (so a fit resumes only its own state), or
+    None (no ``checkpoint_dir``, or a ``random_state`` that is not an int)."""
+    if estimator.checkpoint_dir is None:
+        return None
+    if not isinstance(estimator.random_state, Integral):
+        warnings.warn(
+            f"checkpoint_dir={str(estimator.checkpoint_dir)!r} needs an int random_state: "
+            f"with random_state={estimator.random_state!r} every fit draws another seed, so "
+            "no fit could resume this one's state; none is saved.", UserWarning,
+            stacklevel=5)
+        return None
+    params = {k: v for k, v in estimator.get_params(deep=False).items()
+              if k not in ("verbose", "checkpoint_dir", "cache_frozen", "weights")}
+    weights = "random" if estimator.weights is None else weights_fingerprint(estimator.weights)
+    # Whether a prefix may be cached decides which network trains (the head alone, or
+    # the whole): cache_frozen is part of the key, as the weights are by content.
+    return TrainingCheckpoint(estimator.checkpoint_dir, fit_key(
+        type(estimator).__name__, params, seed, weights=weights,
+        cached=bool(estimator.cache_frozen), arrays=arrays))
 
 
 def fit_key(estimator: str, params: dict, seed: int, *, weights: str, cached: bool,

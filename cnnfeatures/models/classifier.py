@@ -15,10 +15,7 @@ from __future__ import annotations
 
 import gc
 import inspect
-import io
 import os
-import tempfile
-import warnings
 from collections.abc import Sequence
 from numbers import Integral, Real
 
@@ -31,19 +28,20 @@ from sklearn.utils.validation import check_is_fitted
 from ..augmentation import AugmentationPolicy, ImageAugmenter
 from ..backbones import PRECISIONS, get_backbone, precision_policy, weights_fingerprint
 from ..backend import keras_seeded, load_keras, quiet_retracing
-from ..cache import default_cache_dir, get_cache
-from ..images import check_image_sources
-from ..targets import check_targets
-from .checkpoint import TrainingCheckpoint, fit_key
+from ..cache import SessionCacheOnClone, cache_for
+from ..images import check_image_sources, image_input_tags
+from .checkpoint import checkpoint_for
 from .inputs import (
     SmallDataWarning,
     draw_views,
+    encode_targets,
     epoch_batches,
+    held_out,
     load_batch,
     loss_weights,
-    validation_split,
 )
 from .prefix import CachedPrefix, frozen_prefix
+from .saved import SavedKerasModel
 from .training import Trainer
 
 __all__ = ["KerasImageClassifier", "SHARED_PARAMETERS", "SmallDataWarning"]
@@ -60,7 +58,8 @@ def _unchanged(x):
     return x
 
 
-class KerasImageClassifier(ClassifierMixin, BaseEstimator):
+class KerasImageClassifier(SessionCacheOnClone, SavedKerasModel, ClassifierMixin,
+                           BaseEstimator):
     """Base class: subclasses define ``_build(n_classes)`` and list every parameter, their
     own and these, in their ``__init__``.
 
@@ -74,6 +73,8 @@ class KerasImageClassifier(ClassifierMixin, BaseEstimator):
     validation split, batches, augmentation) and leaves the global generators (Python's,
     NumPy's) as they were.
     """
+
+    _cache_parameter = "cache_frozen"  # see SessionCacheOnClone
 
     _common_constraints: dict = {
         "head_units": [tuple, list],
@@ -115,20 +116,9 @@ class KerasImageClassifier(ClassifierMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ sklearn plumbing
     def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.two_d_array = False
-        tags.input_tags.three_d_array = True
-        tags.input_tags.string = True
+        tags = image_input_tags(super().__sklearn_tags__())
         tags.non_deterministic = True  # identical only on CPU with the same random_state
         return tags
-
-    def __sklearn_clone__(self):
-        # A grid search's clones may run in worker processes, which inherit this process's
-        # environment when they start: name the session cache now, so that they share the
-        # frozen prefixes' activations.
-        if self.cache_frozen is True:
-            default_cache_dir()
-        return super().__sklearn_clone__()
 
     def preprocess(self, images: np.ndarray) -> np.ndarray:
         """The fitted backbone's ``preprocess_input`` of float RGB 0–255 images (the
@@ -139,24 +129,6 @@ class KerasImageClassifier(ClassifierMixin, BaseEstimator):
 
     def _check_structure(self, spec) -> None:
         """Subclasses check their structured parameters against the backbone here."""
-
-    def _dropout_head(self, x, n_classes: int, *, dense_top: bool = True):
-        """Figure 21's head on ``x``: Dense → Dropout → Dense → Dropout → softmax.
-
-        With ``dense_top=False`` only the softmax is added (a head already built).
-        """
-        layers = load_keras().layers
-
-        if dense_top:
-            units = tuple(self.head_units)
-            x = layers.Dense(units[0], activation="relu", name="fc1")(x)
-            x = layers.Dropout(self.dropout, name="dropout1")(x)
-            x = layers.Dense(units[1], activation="relu", name="fc2")(x)
-            x = layers.Dropout(self.dropout, name="dropout2")(x)
-        # float32 whatever the precision: a softmax in bfloat16 (8 bits of mantissa) rounds
-        # probabilities near 1 to 1, and the cross-entropy and thresholds read them.
-        return layers.Dense(n_classes, activation="softmax", dtype="float32",
-                            name="predictions")(x)
 
     # ------------------------------------------------------------------ fit
     @_fit_context(prefer_skip_nested_validation=True)
@@ -193,11 +165,13 @@ class KerasImageClassifier(ClassifierMixin, BaseEstimator):
         self.backbone_, self.input_side_, self.precision_ = (spec.name, self.input_side,
                                                              self.precision)
         sources = check_image_sources(X)
-        targets = self._encode_targets(y, len(sources))
+        self.classes_, targets = encode_targets(
+            y, len(sources), self.classes_ if self._warm else None, self.class_weight)
         weights = loss_weights(targets, self.classes_, self.class_weight, sample_weight)
         seed = int(check_random_state(self.random_state).randint(2**31 - 1))
-        train_idx, validation = self._validation(sources, targets, groups, validation_data,
-                                                 seed)
+        train_idx, validation = held_out(sources, targets, self.classes_, groups,
+                                         validation_data, self.validation_fraction, seed,
+                                         max_epochs=self.max_epochs)
         with keras_seeded(seed):  # initial weights and dropout's generators
             model = self._model()
         self.__dict__.pop("_cached_prefix", None)
@@ -222,46 +196,9 @@ class KerasImageClassifier(ClassifierMixin, BaseEstimator):
                              f"{self.head_units!r}")
         self._check_structure(spec)
 
-    def _encode_targets(self, y, n_images: int) -> np.ndarray:
-        """Check the labels, set ``classes_`` and return each label's class index."""
-        y = check_targets(y, n_images)
-        classes = np.unique(y)
-        if len(classes) < 2:
-            raise ValueError(f"y has a single class {classes.tolist()}; need at least 2")
-        if self._warm and not np.array_equal(classes, self.classes_):
-            raise ValueError(f"warm_start=True: y has classes {classes.tolist()}, the "
-                             f"fitted model has {self.classes_.tolist()}")
-        if isinstance(self.class_weight, dict):
-            unknown = [key for key in self.class_weight if key not in set(classes.tolist())]
-            if unknown:
-                raise ValueError(f"class_weight names class(es) {unknown} that y does not "
-                                 f"hold; classes are {classes.tolist()}")
-        self.classes_ = classes
-        return np.searchsorted(classes, y)
-
     @property
     def _warm(self) -> bool:
         return bool(self.warm_start) and hasattr(self, "model_")
-
-    def _validation(self, sources, targets, groups, validation_data, seed):
-        """Training indices, and the validation (images, class indices) or None."""
-        if validation_data is not None:
-            val_sources = check_image_sources(validation_data[0], name="validation X")
-            val_y = check_targets(validation_data[1], len(val_sources), name="validation y")
-            unknown = sorted(set(val_y.tolist()) - set(self.classes_.tolist()), key=str)
-            if unknown:
-                raise ValueError(f"validation y holds class(es) {unknown} that y does not; "
-                                 f"classes are {self.classes_.tolist()}")
-            return np.arange(len(sources)), (val_sources, np.searchsorted(self.classes_,
-                                                                          val_y))
-        if groups is not None and len(groups) != len(sources):
-            raise ValueError(f"groups has {len(groups)} entries for {len(sources)} images")
-        split = validation_split(targets, groups, self.validation_fraction, seed,
-                                 max_epochs=self.max_epochs)
-        if split is None:
-            return np.arange(len(sources)), None
-        train_idx, val_idx = split
-        return train_idx, ([sources[i] for i in val_idx], targets[val_idx])
 
     def _model(self):
         """A new network, or with ``warm_start`` the fitted one."""
@@ -293,9 +230,9 @@ class KerasImageClassifier(ClassifierMixin, BaseEstimator):
         views = policy is not None and self.augmentation_views is not None
         prefix = frozen_prefix(model)
         cached = prefix is not None and (policy is None or views) and bool(self.cache_frozen)
-        checkpoint = self._checkpoint(seed, [train_images, train_targets, weights]
-                                      + ([] if validation is None
-                                         else [val_images, validation[1]]))
+        checkpoint = None if self._warm else checkpoint_for(  # a warm start begins elsewhere
+            self, seed, [train_images, train_targets, weights]
+            + ([] if validation is None else [val_images, validation[1]]))
         if views:
             # A fixed set of views instead of new ones every epoch: their frozen prefix can
             # then be computed once, like that of the images themselves.
@@ -304,8 +241,7 @@ class KerasImageClassifier(ClassifierMixin, BaseEstimator):
         if cached:
             self._cached_prefix = CachedPrefix(
                 model, prefix, side=self.input_side_, preprocess=self.preprocess,
-                cache=get_cache(default_cache_dir() if self.cache_frozen is True
-                                else self.cache_frozen),
+                cache=cache_for(self.cache_frozen),
                 precision=self.precision_, batch_size=self.batch_size,
                 name=self.backbone_)
             trainer = self._compiled(self._cached_prefix.head)
@@ -327,27 +263,6 @@ class KerasImageClassifier(ClassifierMixin, BaseEstimator):
                        verbose=self.verbose, callbacks=callbacks, checkpoint=checkpoint)
         history = loop.fit(trainer, data, val_data)
         return history, cached, loop.epoch_seconds
-
-    def _checkpoint(self, seed: int, arrays) -> TrainingCheckpoint | None:
-        """This fit's checkpoint in ``checkpoint_dir``, keyed by everything that makes the
-        fit what it is (so a fit resumes only its own state), or None."""
-        if self.checkpoint_dir is None or self._warm:  # a warm start begins elsewhere
-            return None
-        if not isinstance(self.random_state, Integral):
-            warnings.warn(
-                f"checkpoint_dir={str(self.checkpoint_dir)!r} needs an int random_state: "
-                f"with random_state={self.random_state!r} every fit draws another seed, so "
-                "no fit could resume this one's state; none is saved.", UserWarning,
-                stacklevel=5)
-            return None
-        params = {k: v for k, v in self.get_params(deep=False).items()
-                  if k not in ("verbose", "checkpoint_dir", "cache_frozen", "weights")}
-        weights = "random" if self.weights is None else weights_fingerprint(self.weights)
-        # Whether a prefix may be cached decides which network trains (the head alone, or
-        # the whole): cache_frozen is part of the key, as the weights are by content.
-        return TrainingCheckpoint(self.checkpoint_dir, fit_key(
-            type(self).__name__, params, seed, weights=weights,
-            cached=bool(self.cache_frozen), arrays=arrays))
 
     def _record(self, model, history, cached: bool, seconds) -> None:
         self.model_ = model
@@ -384,45 +299,6 @@ class KerasImageClassifier(ClassifierMixin, BaseEstimator):
     def predict(self, X) -> np.ndarray:
         """The most probable class of each image."""
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
-
-    # ------------------------------------------------------------------ pickling
-    def __getstate__(self):
-        state = self.__dict__.copy()
-        state.pop("_cached_prefix", None)  # Keras objects of this process: not pickled
-        model = state.pop("model_", None)
-        if model is not None:
-            with tempfile.TemporaryDirectory() as tmp:
-                path = os.path.join(tmp, "model.keras")
-                model.save(path)
-                with open(path, "rb") as f:
-                    state["_model_bytes"] = f.read()
-        return state
-
-    def __setstate__(self, state):
-        data = state.pop("_model_bytes", None)
-        self.__dict__.update(state)
-        if data is not None:
-            keras = load_keras()
-
-            with tempfile.TemporaryDirectory() as tmp:
-                path = os.path.join(tmp, "model.keras")
-                with open(path, "wb") as f:
-                    f.write(data)
-                # safe_mode: the archive holds no Python code (no Lambda layers) to run.
-                self.model_ = keras.models.load_model(path, safe_mode=True, compile=False)
-
-    def summary(self) -> str:
-        """The Keras summary of the fitted model, as text."""
-        check_is_fitted(self, "model_")
-        buffer = io.StringIO()
-        self.model_.summary(print_fn=lambda line, **kw: buffer.write(line + "\n"))
-        return buffer.getvalue()
-
-    def count_params(self, trainable_only: bool = False) -> int:
-        """Number of (trainable) parameters of the fitted model."""
-        check_is_fitted(self, "model_")
-        weights = self.model_.trainable_weights if trainable_only else self.model_.weights
-        return int(sum(np.prod(w.shape) for w in weights))
 
 
 #: The parameters every Keras classifier shares, with their defaults: those of

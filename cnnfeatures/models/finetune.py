@@ -10,6 +10,7 @@ from sklearn.utils._param_validation import StrOptions
 from ..backbones import get_backbone, load_pretrained_weights
 from ..backend import load_keras
 from .classifier import Augmentation, KerasImageClassifier, PathLike, RandomState, Weights
+from .heads import dropout_head
 
 __all__ = ["FineTunedCNNClassifier"]
 
@@ -116,10 +117,17 @@ class FineTunedCNNClassifier(KerasImageClassifier):
 
     Examples
     --------
+    >>> import numpy as np
     >>> from cnnfeatures import FineTunedCNNClassifier
+    >>> images = np.random.default_rng(0).integers(0, 255, (12, 32, 32, 3), dtype=np.uint8)
+    >>> labels = ["normal", "pneumonia"] * 6
     >>> clf = FineTunedCNNClassifier(backbone="vgg16", weights=None, frozen=("blocks",),
-    ...                              max_epochs=2)
-    >>> clf.fit(images, labels).predict(images)  # doctest: +SKIP
+    ...                              input_side=32, max_epochs=2, validation_fraction=0.34,
+    ...                              random_state=0)
+    >>> clf.fit(images, labels).predict(images).shape
+    (12,)
+    >>> clf.classes_.tolist(), clf.n_epochs_
+    (['normal', 'pneumonia'], 2)
     """
 
     _parameter_constraints: dict = {
@@ -186,7 +194,8 @@ class FineTunedCNNClassifier(KerasImageClassifier):
         if original:
             x = layers.Dense(4096, activation="relu", name="fc1")(x)
             x = layers.Dense(4096, activation="relu", name="fc2")(x)
-        out = self._dropout_head(x, n_classes, dense_top=not original)
+        out = dropout_head(x, n_classes, tuple(self.head_units), self.dropout,
+                           dense_top=not original)
         model = keras.Model(base.input, out, name=f"finetuned_{spec.name}")
         self.fc_pretrained_ = load_pretrained_weights(model, spec.name, self.weights,
                                                       fc=original)

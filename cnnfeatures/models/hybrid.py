@@ -11,6 +11,7 @@ from sklearn.utils._param_validation import Interval
 from ..backbones import get_backbone, load_pretrained_weights
 from ..backend import load_keras
 from .classifier import Augmentation, KerasImageClassifier, PathLike, RandomState, Weights
+from .heads import dropout_head
 
 __all__ = ["HybridSepConvClassifier"]
 
@@ -55,8 +56,14 @@ backbone_, input_side_, precision_, weights_fingerprint_
 
     Examples
     --------
+    >>> import numpy as np
     >>> from cnnfeatures import HybridSepConvClassifier
-    >>> clf = HybridSepConvClassifier(weights=None, max_epochs=3)  # doctest: +SKIP
+    >>> images = np.random.default_rng(0).integers(0, 255, (12, 32, 32, 3), dtype=np.uint8)
+    >>> labels = ["normal", "pneumonia"] * 6
+    >>> clf = HybridSepConvClassifier(weights=None, input_side=32, max_epochs=2,
+    ...                               validation_fraction=0.34, random_state=0)
+    >>> clf.fit(images, labels).predict_proba(images).shape
+    (12, 2)
     """
 
     _parameter_constraints: dict = {
@@ -133,7 +140,7 @@ backbone_, input_side_, precision_, weights_fingerprint_
                                                   name=f"sep_block{b}_bn{c}")(x)
             x = layers.MaxPooling2D(2, name=f"sep_block{b}_pool")(x)
         x = layers.Flatten(name="flatten")(x)
-        out = self._dropout_head(x, n_classes)
+        out = dropout_head(x, n_classes, tuple(self.head_units), self.dropout)
         model = keras.Model(base.input, out, name=f"hybrid_{spec.name}")
         load_pretrained_weights(model, spec.name, self.weights)
         base_names = {layer.name for layer in base.layers}

@@ -17,10 +17,11 @@ from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.validation import _check_sample_weight
 
 from ..backend import load_keras
-from ..images import image_name, load_image
+from ..images import check_image_sources, image_name, load_image
+from ..targets import check_targets
 
-__all__ = ["SmallDataWarning", "draw_views", "epoch_batches", "load_batch", "loss_weights",
-           "pixels_digest", "validation_split"]
+__all__ = ["SmallDataWarning", "draw_views", "encode_targets", "epoch_batches", "held_out",
+           "load_batch", "loss_weights", "pixels_digest", "validation_split"]
 
 
 class SmallDataWarning(UserWarning):
@@ -150,3 +151,44 @@ def loss_weights(targets, classes, class_weight=None, sample_weight=None) -> np.
         weights *= sample_weight
     return weights.astype(np.float32)
 
+
+def encode_targets(y, n_images: int, fitted_classes: np.ndarray | None,
+                   class_weight) -> tuple[np.ndarray, np.ndarray]:
+    """The classes of ``y`` and each label's class index, checked: at least two classes,
+    the fitted ones when training goes on (``fitted_classes``), and no ``class_weight``
+    key that is not a class."""
+    y = check_targets(y, n_images)
+    classes = np.unique(y)
+    if len(classes) < 2:
+        raise ValueError(f"y has a single class {classes.tolist()}; need at least 2")
+    if fitted_classes is not None and not np.array_equal(classes, fitted_classes):
+        raise ValueError(f"warm_start=True: y has classes {classes.tolist()}, the "
+                         f"fitted model has {fitted_classes.tolist()}")
+    if isinstance(class_weight, dict):
+        unknown = [key for key in class_weight if key not in set(classes.tolist())]
+        if unknown:
+            raise ValueError(f"class_weight names class(es) {unknown} that y does not "
+                             f"hold; classes are {classes.tolist()}")
+    return classes, np.searchsorted(classes, y)
+
+
+def held_out(sources, targets, classes, groups, validation_data, fraction: float, seed: int,
+             *, max_epochs: int):
+    """Training indices, and the validation ``(images, class indices)`` or None: the
+    explicit ``validation_data``, else a split of ``fraction`` of the images (see
+    :func:`validation_split`)."""
+    if validation_data is not None:
+        val_sources = check_image_sources(validation_data[0], name="validation X")
+        val_y = check_targets(validation_data[1], len(val_sources), name="validation y")
+        unknown = sorted(set(val_y.tolist()) - set(classes.tolist()), key=str)
+        if unknown:
+            raise ValueError(f"validation y holds class(es) {unknown} that y does not; "
+                             f"classes are {classes.tolist()}")
+        return np.arange(len(sources)), (val_sources, np.searchsorted(classes, val_y))
+    if groups is not None and len(groups) != len(sources):
+        raise ValueError(f"groups has {len(groups)} entries for {len(sources)} images")
+    split = validation_split(targets, groups, fraction, seed, max_epochs=max_epochs)
+    if split is None:
+        return np.arange(len(sources)), None
+    train_idx, val_idx = split
+    return train_idx, ([sources[i] for i in val_idx], targets[val_idx])

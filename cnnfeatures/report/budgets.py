@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields, replace
 
 from ..augmentation import AugmentationPolicy
+from ..extraction import Scales
 
 __all__ = ["BUDGETS", "Budget", "budget_identity", "quick_budget"]
 
@@ -95,6 +96,12 @@ class Budget:
     base_learning_rate: float | None = None
     augmentation: AugmentationPolicy | None = None
     augmentation_views: int = 4
+
+    def __post_init__(self):
+        # One shape for scales everywhere (a checked tuple of ints): a budget written by
+        # hand with a bad scale fails here, naming the field, not in the middle of a run.
+        for name in ("scales", "vlad_scales"):
+            object.__setattr__(self, name, Scales.of(getattr(self, name), name=name))
 
 
 BUDGETS: dict[str, Budget] = {

@@ -23,8 +23,8 @@ from .budgets import BUDGETS, Budget, budget_identity
 from .metrics import evaluation_record
 from .selection import HeldOutValidation, accepts_groups
 
-__all__ = ["Experiment", "Split", "dataset_name", "evaluate_model", "folds", "linear_svm",
-           "load_split", "plain"]
+__all__ = ["Experiment", "Split", "check_group_patterns", "dataset_name", "evaluate_model",
+           "folds", "linear_svm", "load_split", "plain"]
 
 
 @dataclass
@@ -320,3 +320,14 @@ def linear_svm():
     from sklearn.svm import LinearSVC
 
     return LinearSVC()
+
+
+def check_group_patterns(exp: Experiment, datasets: Sequence[str | os.PathLike[str]]
+                         ) -> None:
+    """A pattern named for a dataset that is not among ``datasets`` would apply to none:
+    a ValueError naming it and the datasets given."""
+    names = [dataset_name(d) for d in datasets]
+    unknown = sorted(set(exp.group_patterns) - set(names) - {"*"})
+    if unknown:
+        raise ValueError(f"group pattern for {', '.join(map(repr, unknown))}: no such dataset "
+                         f"among the data folders {names} (NAME=PATTERN names a folder)")

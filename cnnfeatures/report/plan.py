@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .catalogue import TABLES
-from .experiment import Experiment, dataset_name
+from .experiment import Experiment, check_group_patterns, dataset_name
 from .runner import Journal
 from .selection import CrossValidatedChoice, HeldOutValidation
 
@@ -208,17 +208,16 @@ def _fits(model, n_folds: int) -> int:
 
 def _extractor_forwards(extractor, preprocessing, grid, n_train: int, n_test: int
                         ) -> dict[tuple[str, int], int]:
-    from ..extraction import scale_side
+    from ..extraction import Scales
 
-    scales = set(extractor.scales)
+    scales = set(Scales.of(extractor.scales))
     for key, values in grid.items():
         if key.endswith("__scales"):
-            scales = {n for value in values for n in value}
+            scales = {n for value in values for n in Scales.of(value, name=key)}
     kind = " + ".join(p for p in preprocessing if not p.startswith("augmented")) or "images"
     copies = sum(int(p.split("x")[1]) for p in preprocessing if p.startswith("augmented"))
     forwards = {}
-    for n in sorted(scales):
-        side = scale_side(n)
+    for side in Scales.of(sorted(scales)).sides:
         forwards[kind, side] = n_train + n_test
         if copies:
             forwards[f"augmented copies of {kind}", side] = copies * n_train
@@ -318,17 +317,6 @@ def _network_checks(exp: Experiment) -> tuple[float, dict[str, float]]:
     read(batch)
     seconds = max((time.perf_counter() - start) / len(batch), 1e-6)
     return seconds, layer_costs(net.model)
-
-
-def check_group_patterns(exp: Experiment, datasets: Sequence[str | os.PathLike[str]]
-                         ) -> None:
-    """A pattern named for a dataset that is not among ``datasets`` would apply to none:
-    a ValueError naming it and the datasets given."""
-    names = [dataset_name(d) for d in datasets]
-    unknown = sorted(set(exp.group_patterns) - set(names) - {"*"})
-    if unknown:
-        raise ValueError(f"group pattern for {', '.join(map(repr, unknown))}: no such dataset "
-                         f"among the data folders {names} (NAME=PATTERN names a folder)")
 
 
 def plan_table(table: str, datasets: Sequence[str | os.PathLike[str]],

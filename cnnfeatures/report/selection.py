@@ -145,9 +145,22 @@ class HeldOutValidation(ClassifierMixin, BaseEstimator):
 
     Examples
     --------
+    Twelve images of six patients, two per patient: the validation part takes whole
+    patients.
+
+    >>> import numpy as np
     >>> from cnnfeatures import FineTunedCNNClassifier
-    >>> model = HeldOutValidation(FineTunedCNNClassifier(weights=None, max_epochs=3))
-    >>> model.fit(paths, labels, groups=patients).threshold_  # doctest: +SKIP
+    >>> rng = np.random.default_rng(0)
+    >>> images = rng.integers(0, 255, (12, 32, 32, 3), dtype=np.uint8)
+    >>> labels, patients = np.tile([0, 1], 6), np.repeat(np.arange(6), 2)
+    >>> network = FineTunedCNNClassifier(backbone="vgg16", weights=None, input_side=32,
+    ...                                  max_epochs=1, random_state=0)
+    >>> model = HeldOutValidation(network, validation_fraction=0.34, random_state=0)
+    >>> model = model.fit(images, labels, groups=patients)
+    >>> sorted(model.validation_scores_)
+    ['accuracy', 'balanced_accuracy', 'roc_auc']
+    >>> model.predict(images[:3]).shape
+    (3,)
     """
 
     _parameter_constraints: dict = {

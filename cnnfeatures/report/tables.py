@@ -20,6 +20,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ..extraction import Scales
+
 __all__ = [
     "best_table",
     "cv_results_records",
@@ -73,10 +75,10 @@ def params_record(params: dict, score: float, prefix: str = "cnnfeatureextractor
     A multi-scale candidate's ``scale`` is the tuple written out, a layer list is joined by
     ``+``.
     """
-    scales = tuple(params.get(prefix + "scales", (0,)))
+    scales = Scales.of(params.get(prefix + "scales", (0,)))
     layer = params.get(prefix + "layer")
     return {
-        "scale": scales[0] if len(scales) == 1 else str(scales),
+        "scale": scales[0] if len(scales) == 1 else scales.label,
         "pooling": params.get(prefix + "pooling"),
         "layer": layer if isinstance(layer, str) else "+".join(layer),
         "score": float(score),

@@ -12,8 +12,7 @@ from cnnfeatures.images import (
     resize_square,
     to_rgb_float,
 )
-
-from .conftest import DATA
+from tests.conftest import DATA
 
 
 def test_uint8_gray_becomes_three_equal_channels():

@@ -16,7 +16,7 @@ from cnnfeatures import FineTunedCNNClassifier, HybridSepConvClassifier
 from cnnfeatures.backend import load_keras
 from cnnfeatures.models.checkpoint import STATE_FILE
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 pytestmark = pytest.mark.usefixtures("tiny_vgg_backbone")
@@ -29,15 +29,6 @@ def small(**params):
                     dropout=0.0, learning_rate=1e-3, batch_size=8, max_epochs=6, patience=6,
                     random_state=0)
     return FineTunedCNNClassifier(**{**defaults, **params})
-
-
-@pytest.fixture(scope="module")
-def task():
-    rng = np.random.default_rng(0)
-    y = np.array(["a", "b"] * 12)
-    X = rng.integers(0, 90, (24, 32, 32, 3)).astype(np.uint8)
-    X[y == "b"] += 150
-    return X, y
 
 
 def epochs_counter():

@@ -12,8 +12,7 @@ from sklearn.utils import estimator_checks as checks
 from cnnfeatures import CNNFeatureExtractor, LocalDescriptors
 from cnnfeatures.cache import get_cache
 from cnnfeatures.instrumentation import forward_pass_counts, reset_forward_pass_counts
-
-from .conftest import VGG16_WEIGHTS, proba_in_fresh_process, real_subset
+from tests.conftest import VGG16_WEIGHTS, proba_in_fresh_process, real_subset
 
 
 def tiny(**params):
@@ -327,5 +326,5 @@ def test_gridsearch_on_mini_scene_with_offline_vgg16(tmp_path):
         "cnnfeatureextractor__scales": [(0,), (1,)],
     }
     search = GridSearchCV(pipe, grid, cv=3).fit(X, y)
-    assert search.best_score_ > 0.8  # 3 balanced classes: chance is 0.33
+    assert search.best_score_ > 0.85  # 3 balanced classes: chance is 0.33 (measured: 1.0)
     assert count(224) == 18 and count(544) == 18

@@ -11,8 +11,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 
 from cnnfeatures.cli import main
 from cnnfeatures.report import Experiment, format_record, quick_budget, run_table
-
-from .conftest import write_tint_dataset
+from tests.conftest import write_tint_dataset
 
 TINY_BUDGET = quick_budget(scales=(0,), vlad_scales=(0,), ks=(2, 4), pca_components=None,
                            max_epochs=2, base_epochs=1, copies=1, cv=2, n_resamples=200)

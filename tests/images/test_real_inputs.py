@@ -38,8 +38,7 @@ from cnnfeatures.cache import (
 from cnnfeatures.descriptors import LocalDescriptors
 from cnnfeatures.images import load_image_native, resize_square
 from cnnfeatures.messages import reset_warnings
-
-from .conftest import dicom_dataset, proba_in_fresh_process, save_tiny_conv_weights
+from tests.conftest import dicom_dataset, proba_in_fresh_process, save_tiny_conv_weights
 
 SIDE = 16  # images of 100 px are then over 4 x SIDE: the reduced-decoding path
 
@@ -469,12 +468,12 @@ def test_clear_refuses_a_directory_the_cache_did_not_mark(tmp_path):
 
 @pytest.mark.parametrize("code", [errno.ENOSPC, errno.EROFS, errno.EACCES])
 def test_unwritable_cache_warns_once_and_goes_on(tmp_path, tiny_backbone, monkeypatch, code):
-    import cnnfeatures.cache as cache_module
+    import tempfile
 
     def refuse(*args, **kwargs):
         raise OSError(code, os.strerror(code))
 
-    monkeypatch.setattr(cache_module.tempfile, "mkstemp", refuse)
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
     reset_warnings()  # each warning is said once per process
     clear_memory_cache()  # earlier tests may hold these features in memory
     directory = tmp_path / f"cache{code}"

@@ -9,8 +9,7 @@ from cnnfeatures.backbones import (
     warn_random_fc,
 )
 from cnnfeatures.messages import reset_warnings
-
-from .conftest import VGG16_WEIGHTS
+from tests.conftest import VGG16_WEIGHTS
 
 
 def test_registry_lists_the_report_backbones():

@@ -6,8 +6,7 @@ from sklearn.utils import estimator_checks as checks
 
 from cnnfeatures import FineTunedCNNClassifier, HybridSepConvClassifier, ImageAugmenter
 from cnnfeatures.models.prefix import frozen_prefix
-
-from .conftest import REGISTER_TINY_VGG, proba_in_fresh_process
+from tests.conftest import REGISTER_TINY_VGG, proba_in_fresh_process
 
 pytestmark = pytest.mark.usefixtures("tiny_vgg_backbone")
 
@@ -19,16 +18,6 @@ def small(**params):
                     dropout=0.0, learning_rate=1e-3, batch_size=8, max_epochs=5, patience=5,
                     random_state=0)
     return FineTunedCNNClassifier(**{**defaults, **params})
-
-
-@pytest.fixture(scope="module")
-def task():
-    """Bright images are class 'b', dark ones class 'a' (string labels on purpose)."""
-    rng = np.random.default_rng(0)
-    y = np.array(["a", "b"] * 12)
-    X = rng.integers(0, 90, (24, 32, 32, 3)).astype(np.uint8)
-    X[y == "b"] += 150
-    return X, y
 
 
 def test_hybrid_parameter_counts_match_figures_31_32():
@@ -388,7 +377,7 @@ def test_same_seed_same_training_whatever_the_process_did_before(task, tmp_path)
     epoch)."""
     import random
 
-    from .conftest import _tiny_vgg_builder
+    from tests.conftest import _tiny_vgg_builder
 
     weights = tmp_path / "tiny_vgg_random.weights.h5"
     _tiny_vgg_builder(input_shape=(32, 32, 3)).save_weights(weights)

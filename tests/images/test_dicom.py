@@ -7,8 +7,7 @@ pydicom = pytest.importorskip("pydicom")
 
 from cnnfeatures import ImageLoadError, load_image, load_image_folder  # noqa: E402
 from cnnfeatures.images import load_dicom  # noqa: E402
-
-from .conftest import dicom_dataset  # noqa: E402
+from tests.conftest import dicom_dataset  # noqa: E402
 
 
 def write_dicom(path, pixels, *, photometric="MONOCHROME2", slope=1.0, intercept=0.0,

@@ -8,8 +8,7 @@ import pytest
 from cnnfeatures.cli import main
 from cnnfeatures.report import Experiment, Journal, plan_table, quick_budget, run_table
 from cnnfeatures.report.plan import layer_costs
-
-from .conftest import write_tint_dataset
+from tests.conftest import write_tint_dataset
 
 BUDGET = quick_budget(scales=(0,), vlad_scales=(0,), ks=(2,), pca_components=None,
                       max_epochs=2, base_epochs=1, copies=2, cv=2, n_resamples=50)
