@@ -12,9 +12,8 @@ from .extraction import CNNFeatureExtractor, scale_side
 from .images import ImageLoadError, LowBitDepthWarning, load_image
 from .models import FineTunedCNNClassifier, HybridSepConvClassifier
 from .preprocessing import CLAHETransformer
+from .version import __version__ as __version__
 from .vlad import VLADEncoder
-
-__version__ = "0.1.0.dev0"
 
 __all__ = [
     "PATIENT_PATTERNS",

@@ -198,6 +198,18 @@ def load_tensorflow():
     return tensorflow
 
 
+def _run_a_generator_dataset() -> None:
+    """TensorFlow logs a line on standard error ("generator_dataset_op.cc ... Memory patch
+    applied") the first time a dataset drawn from Python runs, which is a Keras fit's
+    first epoch: run a one-element one while the start-up lines are muted."""
+    import tensorflow as tf
+
+    dataset = tf.data.Dataset.from_generator(
+        lambda: iter((0,)), output_signature=tf.TensorSpec((), tf.int32))
+    for _ in dataset:
+        pass
+
+
 def _quiet_import():
     try:
         sys.stderr.flush()
@@ -214,6 +226,8 @@ def _quiet_import():
             _size_thread_pools(keras)
             # Device discovery logs too (the CUDA driver probe): do it now, muted.
             keras.ops.convert_to_tensor([0.0])
+            if keras.backend.backend() == "tensorflow":
+                _run_a_generator_dataset()
         except BaseException:
             os.dup2(saved, 2)
             sink.seek(0)

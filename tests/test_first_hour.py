@@ -35,6 +35,20 @@ def test_a_fresh_process_transforms_an_image_and_writes_nothing_to_stderr():
     assert done.stderr == ""
 
 
+def test_a_fresh_process_fits_a_keras_classifier_and_writes_nothing_to_stderr():
+    """TensorFlow's C++ line at the first fit on batches from Python ('Memory patch
+    applied') is said while the backend starts, muted, like its other start-up lines."""
+    code = ("import numpy as np\nfrom cnnfeatures import FineTunedCNNClassifier\n"
+            "X = np.random.default_rng(0).integers(0, 255, (8, 32, 32, 3), dtype=np.uint8)\n"
+            "clf = FineTunedCNNClassifier(backbone='vgg16', weights=None, input_side=32, "
+            "max_epochs=1, validation_fraction=0.5, random_state=0)\n"
+            "print(clf.fit(X, [0, 1] * 4).n_epochs_)\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=_fresh_env(),
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.strip() == "1", done.stderr
+    assert done.stderr == ""
+
+
 def test_progress_in_a_log_file_is_plain_lines(tiny_backbone, monkeypatch, capsys):
     from cnnfeatures import messages
     from cnnfeatures.backbones import clear_networks

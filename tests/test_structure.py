@@ -213,6 +213,28 @@ def test_calibrated_classifier_on_21_images(images):
     assert proba.shape == (21, 2) and np.allclose(proba.sum(axis=1), 1)
 
 
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_scores_agree_with_predict(tiny_vgg_backbone, n_classes):
+    """decision_function and predict_log_proba, scikit-learn's way: log-odds of the second
+    class (two classes) or log-probabilities, the same decision as predict."""
+    rng = np.random.default_rng(0)
+    X = rng.integers(0, 255, (12, 32, 32, 3), dtype=np.uint8)
+    y = np.array(["a", "b", "c"][:n_classes] * 6)[:12]
+    clf = FineTunedCNNClassifier(backbone=tiny_vgg_backbone, weights=None, input_side=32,
+                                 head_units=(8, 4), max_epochs=2, validation_fraction=0.5,
+                                 random_state=0).fit(X, y)
+    proba, log_proba = clf.predict_proba(X), clf.predict_log_proba(X)
+    scores = clf.decision_function(X)
+    assert np.all(np.isfinite(log_proba)) and np.allclose(np.exp(log_proba), proba, atol=1e-6)
+    if n_classes == 2:
+        assert scores.shape == (12,)
+        assert np.allclose(scores, np.log(proba[:, 1]) - np.log(proba[:, 0]), atol=1e-4)
+        assert np.array_equal(clf.classes_[(scores > 0).astype(int)], clf.predict(X))
+    else:
+        assert scores.shape == (12, 3)
+        assert np.array_equal(clf.classes_[scores.argmax(axis=1)], clf.predict(X))
+
+
 def test_sample_weight_callbacks_and_warm_start(images):
     import keras
 
@@ -233,6 +255,7 @@ def test_sample_weight_callbacks_and_warm_start(images):
     weights = clf.model_.get_layer("predictions").get_weights()[0].copy()
     clf.fit(X, y, sample_weight=np.linspace(0.5, 2, 12))
     assert clf.model_ is first  # trained on, not rebuilt
+    assert clf.n_epochs_ == 4 and len(clf.history_["loss"]) == 2  # all fits; this fit's
     assert not np.allclose(weights, clf.model_.get_layer("predictions").get_weights()[0])
     with pytest.raises(ValueError, match=r"sample_weight|shape"):
         clf.fit(X, y, sample_weight=np.ones(5))

@@ -16,7 +16,16 @@ def weights_option(value: str):
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Help with every default shown, and descriptions kept as written."""
+    """Help with each default shown once, and descriptions kept as written.
+
+    An option whose help already says its default, or whose default is None or False
+    (nothing to show), gets no ``(default: ...)`` appended."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "default" in text or action.default in (None, False, argparse.SUPPRESS):
+            return text
+        return super()._get_help_string(action)
 
 
 def add_network_args(p: argparse.ArgumentParser) -> None:

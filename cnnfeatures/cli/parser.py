@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import platform
 import sys
 from collections.abc import Sequence
 
+from ..version import __version__
 from .commands import (
     cmd_augment,
     cmd_cache,
@@ -30,8 +32,8 @@ __all__ = ["build_parser", "main"]
 def add_augment_parser(sub) -> None:
     from ..augmentation import AUGMENTATION_SETTINGS
 
-    p = sub.add_parser("augment", help="save a grid of augmented views of one image",
-                       formatter_class=HelpFormatter)
+    about = "save a grid of augmented views of one image"
+    p = sub.add_parser("augment", help=about, description=about, formatter_class=HelpFormatter)
     p.add_argument("image", help="an image file")
     p.add_argument("-n", type=int, default=8, help="number of augmented views")
     p.add_argument("--columns", type=int, default=3, help="views per row")
@@ -56,8 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
+    parser.add_argument("--version", action="version",
+                        version=f"%(prog)s {__version__} (Python {platform.python_version()})")
+
     def command(name: str, help_text: str):
-        return sub.add_parser(name, help=help_text, description=help_text,
+        # The help is %-formatted by argparse, the raw description is not.
+        return sub.add_parser(name, help=help_text, description=help_text.replace("%%", "%"),
                               formatter_class=HelpFormatter)
 
     p = command("describe", "count the images of a dataset folder per class")

@@ -44,7 +44,7 @@ from .prefix import CachedPrefix, frozen_prefix
 from .saved import SavedKerasModel
 from .training import Trainer
 
-__all__ = ["KerasImageClassifier", "SHARED_PARAMETERS", "SmallDataWarning"]
+__all__ = ["COMMON_CONSTRAINTS", "KerasImageClassifier", "SHARED_PARAMETERS", "SmallDataWarning"]
 
 
 #: The types of the parameters (for the signatures and their readers).
@@ -52,6 +52,29 @@ Weights = str | os.PathLike | None  # "imagenet", a weights file, or None (rando
 PathLike = str | os.PathLike
 Augmentation = ImageAugmenter | AugmentationPolicy | None
 RandomState = int | np.random.RandomState | None
+
+
+#: The constraints of the parameters every Keras classifier shares (each subclass's
+#: ``_parameter_constraints`` takes them in, beside its own).
+COMMON_CONSTRAINTS: dict = {
+    "head_units": [tuple, list],
+    "dropout": [Interval(Real, 0, 1, closed="left")],
+    "input_side": [Interval(Integral, 32, None, closed="left")],
+    "precision": [StrOptions(set(PRECISIONS))],
+    "learning_rate": [Interval(Real, 0, None, closed="neither")],
+    "batch_size": [Interval(Integral, 1, None, closed="left")],
+    "max_epochs": [Interval(Integral, 1, None, closed="left")],
+    "patience": [Interval(Integral, 0, None, closed="left")],
+    "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+    "class_weight": [StrOptions({"balanced"}), dict, None],
+    "augmentation": [ImageAugmenter, AugmentationPolicy, None],
+    "augmentation_views": [Interval(Integral, 1, None, closed="left"), None],
+    "cache_frozen": ["boolean", str, os.PathLike],
+    "checkpoint_dir": [str, os.PathLike, None],
+    "warm_start": ["boolean"],
+    "random_state": ["random_state"],
+    "verbose": ["verbose"],
+}
 
 
 def _unchanged(x):
@@ -76,25 +99,6 @@ class KerasImageClassifier(SessionCacheOnClone, SavedKerasModel, ClassifierMixin
 
     _cache_parameter = "cache_frozen"  # see SessionCacheOnClone
 
-    _common_constraints: dict = {
-        "head_units": [tuple, list],
-        "dropout": [Interval(Real, 0, 1, closed="left")],
-        "input_side": [Interval(Integral, 32, None, closed="left")],
-        "precision": [StrOptions(set(PRECISIONS))],
-        "learning_rate": [Interval(Real, 0, None, closed="neither")],
-        "batch_size": [Interval(Integral, 1, None, closed="left")],
-        "max_epochs": [Interval(Integral, 1, None, closed="left")],
-        "patience": [Interval(Integral, 0, None, closed="left")],
-        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
-        "class_weight": [StrOptions({"balanced"}), dict, None],
-        "augmentation": [ImageAugmenter, AugmentationPolicy, None],
-        "augmentation_views": [Interval(Integral, 1, None, closed="left"), None],
-        "cache_frozen": ["boolean", str, os.PathLike],
-        "checkpoint_dir": [str, os.PathLike, None],
-        "warm_start": ["boolean"],
-        "random_state": ["random_state"],
-        "verbose": ["verbose"],
-    }
 
     def __init__(self, *, backbone: str, weights: Weights,
                  head_units: Sequence[int] = (1024, 512), dropout: float = 0.5,
@@ -172,6 +176,7 @@ class KerasImageClassifier(SessionCacheOnClone, SavedKerasModel, ClassifierMixin
         train_idx, validation = held_out(sources, targets, self.classes_, groups,
                                          validation_data, self.validation_fraction, seed,
                                          max_epochs=self.max_epochs)
+        epochs_before = self.n_epochs_ if self._warm else 0
         with keras_seeded(seed):  # initial weights and dropout's generators
             model = self._model()
         self.__dict__.pop("_cached_prefix", None)
@@ -180,6 +185,7 @@ class KerasImageClassifier(SessionCacheOnClone, SavedKerasModel, ClassifierMixin
                 model, [sources[i] for i in train_idx], targets[train_idx],
                 weights[train_idx], validation, seed, callbacks or [])
         self._record(model, history, cached, seconds)
+        self.n_epochs_ += epochs_before  # a warm start trains the same network on
         return self
 
     def _check_parameters(self, spec) -> None:
@@ -295,6 +301,20 @@ class KerasImageClassifier(SessionCacheOnClone, SavedKerasModel, ClassifierMixin
                     out.append(np.asarray(self.model_.predict_on_batch(self.preprocess(
                         batch))))
         return np.concatenate(out).astype(np.float64)
+
+    def predict_log_proba(self, X) -> np.ndarray:
+        """Logarithms of :meth:`predict_proba` (a probability the float32 softmax rounded
+        to 0 counts as float32's smallest normal number, about 1e-38: scores stay
+        finite)."""
+        return np.log(np.maximum(self.predict_proba(X), np.finfo(np.float32).tiny))
+
+    def decision_function(self, X) -> np.ndarray:
+        """scikit-learn's score: with two classes the log-odds of the second, shape
+        (n_images,), positive where it is predicted; with more, each class's
+        log-probability, shape (n_images, n_classes), whose arg-max is predicted.
+        ``CalibratedClassifierCV`` calibrates it."""
+        log_proba = self.predict_log_proba(X)
+        return log_proba[:, 1] - log_proba[:, 0] if len(self.classes_) == 2 else log_proba
 
     def predict(self, X) -> np.ndarray:
         """The most probable class of each image."""

@@ -9,7 +9,14 @@ from sklearn.utils._param_validation import StrOptions
 
 from ..backbones import get_backbone, load_pretrained_weights
 from ..backend import load_keras
-from .classifier import Augmentation, KerasImageClassifier, PathLike, RandomState, Weights
+from .classifier import (
+    COMMON_CONSTRAINTS,
+    Augmentation,
+    KerasImageClassifier,
+    PathLike,
+    RandomState,
+    Weights,
+)
 from .heads import dropout_head
 
 __all__ = ["FineTunedCNNClassifier"]
@@ -103,6 +110,8 @@ class FineTunedCNNClassifier(KerasImageClassifier):
     best_epoch_ : int
         Epoch (from 1) with the lowest validation loss, whose weights were restored.
     n_epochs_ : int
+        Epochs the network has trained in all: those of this fit, plus those of the fits
+        it continued with ``warm_start=True`` (``history_`` holds this fit's).
     frozen_prefix_cached_ : bool
         Whether a frozen prefix ran once per image and the rest trained on its activations.
     epoch_seconds_ : list of float
@@ -131,7 +140,7 @@ class FineTunedCNNClassifier(KerasImageClassifier):
     """
 
     _parameter_constraints: dict = {
-        **KerasImageClassifier._common_constraints,
+        **COMMON_CONSTRAINTS,
         "backbone": [str],
         "weights": [str, os.PathLike, None],
         "frozen": [tuple, list],

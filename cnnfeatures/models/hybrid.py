@@ -10,7 +10,14 @@ from sklearn.utils._param_validation import Interval
 
 from ..backbones import get_backbone, load_pretrained_weights
 from ..backend import load_keras
-from .classifier import Augmentation, KerasImageClassifier, PathLike, RandomState, Weights
+from .classifier import (
+    COMMON_CONSTRAINTS,
+    Augmentation,
+    KerasImageClassifier,
+    PathLike,
+    RandomState,
+    Weights,
+)
 from .heads import dropout_head
 
 __all__ = ["HybridSepConvClassifier"]
@@ -67,7 +74,7 @@ backbone_, input_side_, precision_, weights_fingerprint_
     """
 
     _parameter_constraints: dict = {
-        **KerasImageClassifier._common_constraints,
+        **COMMON_CONSTRAINTS,
         "backbone": [str],  # a backbone with block_pools (checked against the registry)
         "weights": [str, os.PathLike, None],
         "frozen_blocks": [Interval(Integral, 1, 5, closed="both")],

@@ -76,3 +76,26 @@ def test_cache_info_and_clear(tiny_backbone, folder, tmp_path, capsys):
 def test_errors_are_reported_not_raised(folder, capsys):
     assert main(["describe", str(folder / "nope")]) == 2
     assert "not found" in capsys.readouterr().err
+
+
+def test_version(capsys):
+    import cnnfeatures
+
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0
+    assert capsys.readouterr().out.startswith(f"cnnfeatures {cnnfeatures.__version__} ")
+
+
+@pytest.mark.parametrize("command", ["describe", "extract", "evaluate", "grid", "augment",
+                                     "explain", "reproduce", "cache"])
+def test_help_describes_each_command_and_says_each_default_once(command, capsys):
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    text = capsys.readouterr().out
+    usage, _, rest = text.partition("\n\n")
+    description = rest.split("\n\n")[0]
+    assert description and not description.lstrip().startswith(("positional", "options"))
+    assert "%%" not in text
+    for option in text.split("\n  -")[1:]:  # one block per option
+        assert " ".join(option.split()).count("default") <= 1, option

@@ -8,16 +8,9 @@ import pytest
 from cnnfeatures.cli import main
 from cnnfeatures.report import Experiment, Journal, plan_table, quick_budget, run_table
 from cnnfeatures.report.plan import layer_costs
-from tests.conftest import write_tint_dataset
 
 BUDGET = quick_budget(scales=(0,), vlad_scales=(0,), ks=(2,), pca_components=None,
                       max_epochs=2, base_epochs=1, copies=2, cv=2, n_resamples=50)
-
-
-@pytest.fixture(scope="module")
-def tints(tmp_path_factory):
-    """train/ 8 + 8, test/ 4 + 4 PNGs of two tints."""
-    return write_tint_dataset(tmp_path_factory.mktemp("plan") / "tints", 8, 4)
 
 
 def experiment(**changes):
@@ -25,10 +18,10 @@ def experiment(**changes):
                          "cache": False, **changes})
 
 
-def test_tables_1_4_counted_from_their_runs(tiny_backbone, tints):
-    plan = plan_table("1-4", [tints], experiment(budget=BUDGET.__class__(
+def test_tables_1_4_counted_from_their_runs(tiny_backbone, bright_dark):
+    plan = plan_table("1-4", [bright_dark], experiment(budget=BUDGET.__class__(
         **{**BUDGET.__dict__, "scales": (0, 1)})))
-    assert plan.datasets == [dict(name="tints", train=16, test=8, classes=2)]
+    assert plan.datasets == [dict(name="bright_dark", train=16, test=8, classes=2)]
     # 2 scales x 2 poolings x 2 layers (avg8, max2), one fit each.
     assert len(plan.runs) == 8 and plan.fits == 8
     # Each image once per side, whichever run asks: 24 images at 224 and at 544.
@@ -36,28 +29,28 @@ def test_tables_1_4_counted_from_their_runs(tiny_backbone, tints):
     assert plan.work == pytest.approx(24 + 24 * (544 / 224) ** 2)
     assert plan.estimated_minutes == pytest.approx(plan.work * plan.seconds_per_forward / 60)
     text = plan.format()
-    assert "data tints: 16 train and 8 test images, 2 classes" in text
+    assert "data bright_dark: 16 train and 8 test images, 2 classes" in text
     assert "fits: 8" in text and "24 images at 544 px" in text and "estimate: " in text
 
 
-def test_augmentation_and_clahe_are_other_images(tiny_backbone, tints):
-    plan = plan_table("11", [tints], experiment())
+def test_augmentation_and_clahe_are_other_images(tiny_backbone, bright_dark):
+    plan = plan_table("11", [bright_dark], experiment())
     # CLAHE: the 24 images again; augmentation: 2 new copies of each of the 16 train images.
     assert plan.forwards == {("CLAHE", 224): 24, ("augmented copies of images", 224): 32,
                              ("images", 224): 24}
     assert plan.fits == 4
 
 
-def test_table_12_counts_every_grid_point_on_every_fold(tiny_backbone, tints):
-    (run,) = plan_table("12", [tints], experiment()).runs
+def test_table_12_counts_every_grid_point_on_every_fold(tiny_backbone, bright_dark):
+    (run,) = plan_table("12", [bright_dark], experiment()).runs
     # 2 layers x 2 poolings x 1 scale x 2 class weights, on 2 folds, then one refit.
     assert run.fits == 8 * 2 + 1
 
 
-def test_keras_training_counted_by_the_share_that_trains(tints):
+def test_keras_training_counted_by_the_share_that_trains(bright_dark):
     exp = Experiment(backbone="vgg16", weights=None, budget=BUDGET, cache=False,
                      model_params=dict(input_side=32, head_units=(8,), batch_size=8))
-    plan = plan_table("8-9", [tints], exp)
+    plan = plan_table("8-9", [bright_dark], exp)
     by_row = {run.params["frozen"]: run for run in plan.runs}
     relative = (32 / 224) ** 2
     # Nothing frozen: the whole network trains, three forward passes per image and epoch
@@ -70,10 +63,10 @@ def test_keras_training_counted_by_the_share_that_trains(tints):
     assert by_row["blocks, fc1"].training == 0 and len(plan.runs) == 6
 
 
-def test_journaled_runs_are_done_and_not_counted(tiny_backbone, tints, tmp_path):
+def test_journaled_runs_are_done_and_not_counted(tiny_backbone, bright_dark, tmp_path):
     journal = tmp_path / "journal.jsonl"
-    run_table("1-4", [tints], experiment(), journal=journal)
-    plan = plan_table("1-4", [tints], experiment(), journal=Journal(journal))
+    run_table("1-4", [bright_dark], experiment(), journal=journal)
+    plan = plan_table("1-4", [bright_dark], experiment(), journal=Journal(journal))
     assert all(run.done for run in plan.runs) and plan.fits == 0 and plan.work == 0
     assert "(4 done before, in the journal)" in plan.format()
 
@@ -90,9 +83,9 @@ def test_layer_costs_by_hand():
     assert costs == pytest.approx({"a": a / (a + b), "p": a / (a + b), "b": 1.0})
 
 
-def test_dry_run_prints_the_plan_and_writes_nothing(tiny_backbone, tints, tmp_path, capsys):
+def test_dry_run_prints_the_plan_and_writes_nothing(tiny_backbone, bright_dark, tmp_path, capsys):
     out = tmp_path / "out"
-    assert main(["reproduce", "all", "--data", tints, "--backbone", "vgg16", "--weights",
+    assert main(["reproduce", "all", "--data", bright_dark, "--backbone", "vgg16", "--weights",
                  "none", "--scales", "0", "--dry-run", "-o", str(out)]) == 0
     printed = capsys.readouterr().out
     assert not out.exists()
@@ -102,27 +95,27 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tiny_backbone, tints, tmp_pa
     assert "nothing computed or written" in printed
 
 
-def test_dry_run_stops_where_the_run_would(tiny_backbone, tints, tmp_path, capsys):
+def test_dry_run_stops_where_the_run_would(tiny_backbone, bright_dark, tmp_path, capsys):
     def error(*args):
         status = main(["reproduce", *args, "--dry-run", "-o", str(tmp_path / "o")])
         return status, capsys.readouterr().err
 
-    status, err = error("1-4", "--data", tints, "--group-pattern", "tint=x",
+    status, err = error("1-4", "--data", bright_dark, "--group-pattern", "tint=x",
                         "--backbone", "tiny", "--weights", "none")
     assert status == 2 and "group pattern for 'tint': no such dataset" in err
     (tmp_path / "empty" / "train" / "a").mkdir(parents=True)
     status, err = error("1-4", "--data", str(tmp_path / "empty"), "--backbone", "tiny",
                         "--weights", "none")
     assert status == 2 and "has no test/ folder" in err
-    status, err = error("8-9", "--data", tints, "--backbone", "tiny", "--weights", "none")
+    status, err = error("8-9", "--data", bright_dark, "--backbone", "tiny", "--weights", "none")
     assert status == 2 and "has no fc layers" in err
     bad = tmp_path / "bad.weights.h5"
     bad.write_bytes(b"not a weights file")
-    status, err = error("1-4", "--data", tints, "--backbone", "vgg16", "--weights", str(bad))
+    status, err = error("1-4", "--data", bright_dark, "--backbone", "vgg16", "--weights", str(bad))
     assert status == 2 and f"weights file {bad} is not a Keras weights file" in err
     assert not (tmp_path / "o").exists()
 
 
-def test_forward_timing_is_positive_and_finite(tiny_backbone, tints):
-    plan = plan_table("5-7", [tints], experiment())
+def test_forward_timing_is_positive_and_finite(tiny_backbone, bright_dark):
+    plan = plan_table("5-7", [bright_dark], experiment())
     assert np.isfinite(plan.seconds_per_forward) and plan.seconds_per_forward > 0

@@ -11,16 +11,9 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 
 from cnnfeatures.cli import main
 from cnnfeatures.report import Experiment, format_record, quick_budget, run_table
-from tests.conftest import write_tint_dataset
 
 TINY_BUDGET = quick_budget(scales=(0,), vlad_scales=(0,), ks=(2, 4), pca_components=None,
                            max_epochs=2, base_epochs=1, copies=1, cv=2, n_resamples=200)
-
-
-@pytest.fixture(scope="module")
-def bright_dark(tmp_path_factory):
-    """train/ 8 + 8, test/ 4 + 4 PNGs: 'blue' and 'red' images differ in their tint."""
-    return write_tint_dataset(tmp_path_factory.mktemp("data") / "bright_dark", 8, 4)
 
 
 def tiny_experiment(**changes):
