@@ -103,9 +103,10 @@ def check_fit_idempotent(estimator, X, y) -> None:
     _same(first, second)
 
 
-def check_fit_subset(estimator, X, y) -> None:
+def check_fit_subset(estimator, X, y, learns_from_data: bool | None = None) -> None:
     """Fitted on a subset, it works on the whole; when fit learns nothing from the images
-    (tags: no fit needed, or a fixed network), the outputs are those of a fit on all."""
+    (``learns_from_data=False``; None: what scikit-learn's ``requires_fit`` tag says),
+    the outputs are those of a fit on all."""
     n = len(X)
     idx = np.arange(n)[: max(4, n - 2)]
     est = _fit(clone(estimator), _subset(X, idx), None if y is None else np.asarray(y)[idx])
@@ -113,13 +114,10 @@ def check_fit_subset(estimator, X, y) -> None:
         return
     out = _output(est, X, y)
     assert len(out[0]) == n or len(out) == n
-    if not _learns(estimator):
+    if learns_from_data is None:
+        learns_from_data = get_tags(estimator).requires_fit
+    if not learns_from_data:
         _same(out, _output(_fit(clone(estimator), X, y), X, y))
-
-
-def _learns(estimator) -> bool:
-    tags = get_tags(estimator)
-    return tags.requires_fit and type(estimator).__name__ not in ("CNNFeatureExtractor",)
 
 
 def check_one_vs_many(estimator, X, y) -> None:
@@ -243,8 +241,14 @@ _CHECKS: tuple[Callable, ...] = (
 )
 
 
-def image_estimator_checks(estimator, X, y=None) -> Iterator[tuple[str, Callable[[], None]]]:
+def image_estimator_checks(estimator, X, y=None, *, learns_from_data: bool | None = None
+                           ) -> Iterator[tuple[str, Callable[[], None]]]:
     """Yield ``(name, check)``: each check runs the estimator on ``X`` (images) and ``y``.
+
+    Any estimator whose ``X`` is a sequence of images (or of per-image arrays) can be
+    checked. ``learns_from_data=False`` says that ``fit`` learns nothing from the images
+    (a fixed network, a stateless step), so a fit on a subset must give the outputs of a
+    fit on all; None takes scikit-learn's ``requires_fit`` tag for it.
 
     Examples
     --------
@@ -253,13 +257,17 @@ def image_estimator_checks(estimator, X, y=None) -> Iterator[tuple[str, Callable
     ['check_clone', 'check_get_set_params', 'check_fit_idempotent']
     """
     for check in _CHECKS:
-        yield check.__name__, (lambda c=check: c(estimator, X, y))
+        extra = {"learns_from_data": learns_from_data} if check is check_fit_subset else {}
+        yield check.__name__, (lambda c=check, kw=extra: c(estimator, X, y, **kw))
 
 
-def check_image_estimator(estimator, X, y=None) -> list[str]:
-    """Run every check; return the names of those that ran (an AssertionError stops)."""
+def check_image_estimator(estimator, X, y=None, *, learns_from_data: bool | None = None
+                          ) -> list[str]:
+    """Run every check (see :func:`image_estimator_checks`); return the names of those that
+    ran (an AssertionError stops)."""
     names = []
-    for name, check in image_estimator_checks(estimator, X, y):
+    for name, check in image_estimator_checks(estimator, X, y,
+                                              learns_from_data=learns_from_data):
         check()
         names.append(name)
     return names
