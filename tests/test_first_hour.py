@@ -7,7 +7,6 @@ import logging
 import os
 import subprocess
 import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -77,27 +76,32 @@ def test_keras_progress_is_one_line_per_epoch_outside_a_terminal(capfd):
     assert "\x08" not in out and "\r" not in out
 
 
-def test_random_top_warning_is_said_once_per_process(tmp_path):
+def test_fc_layers_of_a_file_without_top_are_refused_at_fit(tmp_path):
+    """A pretrained request never gives random features: fc1 of a weights file without
+    the classifier top is an error naming the layer, the file and what to pass."""
     import keras
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import GridSearchCV
-    from sklearn.pipeline import make_pipeline
-
-    from cnnfeatures.backbones import RandomTopWarning
-    from cnnfeatures.messages import reset_warnings
 
     weights = tmp_path / "vgg16_notop.weights.h5"
     keras.applications.VGG16(include_top=False, weights=None).save_weights(weights)
     X = np.random.default_rng(0).integers(0, 255, (6, 32, 32, 3), dtype=np.uint8)
-    pipe = make_pipeline(CNNFeatureExtractor(backbone="vgg16", weights=str(weights),
-                                             layer="fc1", cache=False), LogisticRegression())
-    reset_warnings()
-    with warnings.catch_warnings(record=True) as seen:
-        warnings.simplefilter("always")
-        GridSearchCV(pipe, {"cnnfeatureextractor__pooling": ["mean", "max"]}, cv=2).fit(
-            X, [0, 1] * 3)
-    random_top = [w for w in seen if issubclass(w.category, RandomTopWarning)]
-    assert len(random_top) == 1 and "fc1" in str(random_top[0].message)
+    extractor = CNNFeatureExtractor(backbone="vgg16", weights=str(weights), layer="fc1",
+                                    cache=False)
+    with pytest.raises(ValueError, match=r"\['fc1'\] of vgg16: the weights .*vgg16_notop"
+                                         r".*no classifier top.*'block5_pool'"):
+        extractor.fit(X)
+    assert extractor.set_params(layer=None).fit(X).layers_ == ("block5_pool",)
+
+
+def test_defaults_are_one_set_for_the_library_and_the_command_line():
+    from cnnfeatures.cli import build_parser
+
+    extractor = CNNFeatureExtractor()
+    args = build_parser().parse_args(["evaluate", "data"])
+    assert (args.backbone, args.weights, args.pooling) == (
+        extractor.backbone, extractor.weights, extractor.pooling) == ("vgg16", "imagenet",
+                                                                      "mean")
+    assert extractor.layer is None and args.layer is None  # the last pooled block
+    assert FineTunedCNNClassifier().backbone == "vgg16"
 
 
 def test_repeated_fits_do_not_log_retracing(caplog):

@@ -27,15 +27,14 @@ from .registry import (
 )
 from .weights import (
     MAX_PRETRAINED,
-    RandomTopWarning,
     WeightsUnavailableError,
+    check_fc_weights,
     check_weights_file,
     check_weights_format,
     find_imagenet_weights,
     imagenet_weights_dirs,
     load_pretrained_weights,
     network_fingerprint,
-    warn_random_fc,
     weights_fingerprint,
     weights_have_top,
 )
@@ -47,7 +46,6 @@ __all__ = [
     "PRECISIONS",
     "BackboneSpec",
     "FeatureNetwork",
-    "RandomTopWarning",
     "WeightsUnavailableError",
     "check_layer_names",
     "check_weights_file",
@@ -62,7 +60,7 @@ __all__ = [
     "precision_policy",
     "register_backbone",
     "unregister_backbone",
-    "warn_random_fc",
+    "check_fc_weights",
     "weights_fingerprint",
     "weights_have_top",
 ]

@@ -30,23 +30,18 @@ import numpy as np
 from ..backend import keras_seeded
 from ..config import get_config
 from ..memo import Memo, memoized
-from ..messages import warn_once
 from .registry import BACKBONES, VGG_FC_LAYERS, BackboneSpec, get_backbone
 
-__all__ = ["MAX_PRETRAINED", "PRETRAINED", "RandomTopWarning", "WeightsRef",
+__all__ = ["MAX_PRETRAINED", "PRETRAINED", "WeightsRef",
            "WeightsUnavailableError", "check_weights_file", "check_weights_format",
            "copy_weights", "file_has_top", "find_imagenet_weights", "fingerprint_of",
            "imagenet_weights_dirs", "load_pretrained_weights", "network_fingerprint",
-           "pretrained_weights", "resolve_weights", "warn_random_fc", "weights_fingerprint",
+           "pretrained_weights", "resolve_weights", "check_fc_weights", "weights_fingerprint",
            "weights_have_top"]
 
 
 class WeightsUnavailableError(RuntimeError):
     """ImageNet weights could not be downloaded, and no local file was given."""
-
-
-class RandomTopWarning(UserWarning):
-    """A weights file without the classifier top was given: fc layers start random."""
 
 
 @dataclass(frozen=True)
@@ -387,14 +382,17 @@ def weights_have_top(backbone: str, weights: str | os.PathLike[str] | None) -> b
     return ref.kind == "imagenet" or file_has_top(ref.path, ref.key) is not False
 
 
-def warn_random_fc(backbone: str, fc_pretrained: bool, layers: Sequence[str]) -> None:
-    """Warn (once per process) when fc layers are read from a network whose weights file
-    had no top."""
+def check_fc_weights(backbone: str, fc_pretrained: bool, layers: Sequence[str],
+                     weights) -> None:
+    """A ValueError when fc layers are asked of pretrained weights that do not hold them (a
+    weights file without the classifier top): their features would be random, which a
+    pretrained request never means. With ``weights=None`` every layer is random, as asked.
+    """
     asked = [name for name in layers if name in get_backbone(backbone).fc_layers]
-    if asked and not fc_pretrained:
-        warn_once(
-            f"layers {asked} of {backbone} are random: the weights file has no "
-            "classifier top (include_top=False), so fc1/fc2 were not loaded",
-            RandomTopWarning,
-            stacklevel=3,
-        )
+    if asked and not fc_pretrained and weights is not None:
+        spec = get_backbone(backbone)
+        raise ValueError(
+            f"layer {asked} of {backbone}: the weights {os.fspath(weights)!r} hold no "
+            "classifier top (include_top=False), so these layers would be random; pass a "
+            f"weights file with the top, or a convolutional layer such as "
+            f"{spec.last_block_pool!r}")

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 import os
 
 from ..backbones import PRECISIONS
 
 __all__ = ["HelpFormatter", "add_extractor_args", "add_network_args", "add_verbosity",
-           "default_layer", "find_splits", "load_part", "make_extractor", "weights_option"]
+           "default_layer", "find_splits", "library_default", "load_part", "make_extractor",
+           "weights_option"]
 
 
 def weights_option(value: str):
@@ -29,11 +31,11 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescript
 
 
 def add_network_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--backbone", default="vgg16",
+    p.add_argument("--backbone", default=library_default("backbone"),
                    help="a backbone of the registry (cnnfeatures.backbones.BACKBONES: the "
                         "Keras applications, and any added with register_backbone); an "
                         "unknown name is an error that lists them")
-    p.add_argument("--weights", default="imagenet", type=weights_option,
+    p.add_argument("--weights", default=library_default("weights"), type=weights_option,
                    help="'imagenet' (Keras' cache or download), the path of a Keras weights "
                         "file, or 'none' (random)")
     p.add_argument("--precision", default="float32", choices=sorted(PRECISIONS),
@@ -48,7 +50,7 @@ def add_extractor_args(p: argparse.ArgumentParser, many: bool = False) -> None:
         p.add_argument("--layer", nargs="+", default=None,
                        help="layer name(s) (default: the backbone's last pooled block, "
                             "e.g. block5_pool)")
-        p.add_argument("--pooling", default="mean", choices=["mean", "max"],
+        p.add_argument("--pooling", default=library_default("pooling"), choices=["mean", "max"],
                        help="pooling over positions")
         p.add_argument("--scales", nargs="+", type=int, default=[0],
                        help="scale numbers n (input side 224 + 320n)")
@@ -71,7 +73,17 @@ def add_verbosity(p: argparse.ArgumentParser) -> None:
                         "default; -q turns it off)")
 
 
+def library_default(parameter: str):
+    """``CNNFeatureExtractor``'s default of ``parameter``: the command line and the library
+    share one set of defaults."""
+    from ..extraction import CNNFeatureExtractor
+
+    return inspect.signature(CNNFeatureExtractor).parameters[parameter].default
+
+
 def default_layer(backbone: str) -> str:
+    """The layer read when none is named, as the library reads it (``layer=None``): the
+    backbone's last pooled block."""
     from ..backbones import get_backbone
 
     return get_backbone(backbone).last_block_pool

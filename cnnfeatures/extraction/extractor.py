@@ -17,7 +17,7 @@ from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from ..backbones import PRECISIONS, FeatureNetwork, warn_random_fc
+from ..backbones import PRECISIONS, FeatureNetwork, check_fc_weights
 from ..cache import ActivationCache, SessionCacheOnClone, cache_for
 from ..descriptors import DescriptorWriter, LocalDescriptors
 from ..images import check_image_sources, image_input_tags
@@ -42,11 +42,13 @@ class CNNFeatureExtractor(SessionCacheOnClone, TransformerMixin, BaseEstimator):
 
     Parameters
     ----------
-    backbone : str, default="vgg19"
+    backbone : str, default="vgg16"
         A key of :data:`cnnfeatures.backbones.BACKBONES` (vgg16, vgg19, xception, resnet50, ...).
-    layer : str or sequence of str, default="fc2"
+    layer : str or sequence of str, default=None
         Layer(s) to read; several layers' features are concatenated in the order given.
-    pooling : {"mean", "max"} or None, default="max"
+        None: the backbone's last pooled block (VGG: ``block5_pool``), which needs no
+        classifier top in the weights file.
+    pooling : {"mean", "max"} or None, default="mean"
         Pooling over spatial positions. None returns local descriptors — one row per
         position of every scale, per image — as a :class:`~cnnfeatures.LocalDescriptors`
         (one layer only), which :class:`VLADEncoder` aggregates.
@@ -106,10 +108,6 @@ class CNNFeatureExtractor(SessionCacheOnClone, TransformerMixin, BaseEstimator):
     --------
     cnnfeatures.VLADEncoder : aggregates local descriptors (``pooling=None``).
 
-    Notes
-    -----
-    ``fit`` validates and builds the network, without any forward pass.
-
     Examples
     --------
     >>> import numpy as np
@@ -123,7 +121,7 @@ class CNNFeatureExtractor(SessionCacheOnClone, TransformerMixin, BaseEstimator):
 
     _parameter_constraints: dict = {
         "backbone": [str],  # checked against the registry in fit (it can grow)
-        "layer": [str, list, tuple],
+        "layer": [str, list, tuple, None],
         "pooling": [StrOptions({"mean", "max"}), None],
         "scales": [list, tuple],
         "scale_combination": [StrOptions({"pool", "concat"})],
@@ -138,9 +136,9 @@ class CNNFeatureExtractor(SessionCacheOnClone, TransformerMixin, BaseEstimator):
 
     def __init__(
         self,
-        backbone: str = "vgg19",
-        layer: str | Sequence[str] = "fc2",
-        pooling: str | None = "max",
+        backbone: str = "vgg16",
+        layer: str | Sequence[str] | None = None,
+        pooling: str | None = "mean",
         scales: Sequence[int] = (0,),
         scale_combination: str = "pool",
         weights: str | os.PathLike[str] | None = "imagenet",
@@ -210,7 +208,7 @@ class CNNFeatureExtractor(SessionCacheOnClone, TransformerMixin, BaseEstimator):
             self.scales, self.scale_combination, self.l2_normalize, self.random_state)
         card = settings.card(self._cache(), self.verbose)
         card.check_layers(settings.layers)
-        warn_random_fc(card.backbone, card.fc_pretrained, settings.layers)
+        check_fc_weights(card.backbone, card.fc_pretrained, settings.layers, self.weights)
 
         self.settings_ = settings
         self.weights_fingerprint_ = card.fingerprint

@@ -52,13 +52,13 @@ class ExtractionSettings:
     l2_normalize: bool
 
     @classmethod
-    def of(cls, backbone: str, weights, precision: str, layer: str | Sequence[str],
+    def of(cls, backbone: str, weights, precision: str, layer: str | Sequence[str] | None,
            pooling: str | None, scales, scale_combination: str, l2_normalize: bool,
            random_state) -> ExtractionSettings:
         """The settings an extractor's parameters ask for, checked (the backbone against
         the registry, the layers, the scales)."""
-        layers = check_layers(layer, pooling)
         spec = get_backbone(backbone)
+        layers = check_layers(spec.last_block_pool if layer is None else layer, pooling)
         return cls(backbone=backbone, weights=weights, precision=precision,
                    seed=None if weights is not None else network_seed(random_state),
                    need_fc=any(name in spec.fc_layers for name in layers), layers=layers,

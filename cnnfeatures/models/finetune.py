@@ -27,7 +27,7 @@ class FineTunedCNNClassifier(KerasImageClassifier):
 
     Parameters
     ----------
-    backbone : str, default="vgg19"
+    backbone : str, default="vgg16"
         ``vgg16``, ``vgg19`` (Flatten → fc1 → fc2 → softmax) or any other registered
         backbone (global average pooling → head → softmax), e.g. ``xception``.
     weights : "imagenet", str, Path or None, default="imagenet"
@@ -147,7 +147,7 @@ class FineTunedCNNClassifier(KerasImageClassifier):
         "head": [StrOptions({"original", "dropout"})],
     }
 
-    def __init__(self, backbone: str = "vgg19", weights: Weights = "imagenet",
+    def __init__(self, backbone: str = "vgg16", weights: Weights = "imagenet",
                  frozen: Sequence[str] = ("blocks",), head: str = "dropout", *,
                  head_units: Sequence[int] = (1024, 512), dropout: float = 0.5,
                  input_side: int = 224, precision: str = "float32",

@@ -34,8 +34,8 @@ class HybridSepConvClassifier(KerasImageClassifier):
 
     Parameters
     ----------
-    backbone : str, default="vgg19"
-        ``"vgg19"``, ``"vgg16"``, or any registered backbone made of pooled blocks (its
+    backbone : str, default="vgg16"
+        ``"vgg16"``, ``"vgg19"``, or any registered backbone made of pooled blocks (its
         ``block_pools``), which the network cuts after block ``frozen_blocks``.
     weights : "imagenet", str, Path or None, default="imagenet"
     frozen_blocks : int, default=3
@@ -83,7 +83,7 @@ backbone_, input_side_, precision_, weights_fingerprint_
         "batch_norm_momentum": [Interval(Real, 0, 1, closed="neither")],
     }
 
-    def __init__(self, backbone: str = "vgg19", weights: Weights = "imagenet",
+    def __init__(self, backbone: str = "vgg16", weights: Weights = "imagenet",
                  frozen_blocks: int = 3, n_sep_blocks: int = 2, filters: int = 512,
                  batch_norm_momentum: float = 0.9, *,
                  head_units: Sequence[int] = (1024, 512), dropout: float = 0.5,

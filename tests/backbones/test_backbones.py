@@ -2,13 +2,11 @@ import numpy as np
 import pytest
 
 from cnnfeatures.backbones import (
-    RandomTopWarning,
     WeightsUnavailableError,
+    check_fc_weights,
     get_backbone,
     get_feature_network,
-    warn_random_fc,
 )
-from cnnfeatures.messages import reset_warnings
 from tests.conftest import VGG16_WEIGHTS
 
 
@@ -88,12 +86,14 @@ def test_unknown_layer_lists_valid_names():
 
 
 @pytest.mark.slow
-def test_vgg16_offline_weights_and_notop_warning(rng):
+def test_vgg16_offline_weights_and_notop_refusal(rng):
     net = get_feature_network("vgg16", VGG16_WEIGHTS)
     assert not net.fc_pretrained
-    reset_warnings()  # said once per process: an earlier test may have said it
-    with pytest.warns(RandomTopWarning, match="fc1"):
-        warn_random_fc("vgg16", net.fc_pretrained, ["fc1"])
+    with pytest.raises(ValueError, match=r"\['fc1'\] of vgg16.*no classifier top.*"
+                                         r"'block5_pool'"):
+        check_fc_weights("vgg16", net.fc_pretrained, ["block5_pool", "fc1"], VGG16_WEIGHTS)
+    check_fc_weights("vgg16", net.fc_pretrained, ["block5_pool"], VGG16_WEIGHTS)
+    check_fc_weights("vgg16", False, ["fc1"], None)  # random weights, as asked
     # Every conv layer carries exactly what Keras itself loads from the file.
     import keras
 

@@ -21,7 +21,7 @@ def small(**params):
 
 
 def test_hybrid_parameter_counts_match_figures_31_32():
-    model = HybridSepConvClassifier(weights=None)._build(2)
+    model = HybridSepConvClassifier(backbone="vgg19", weights=None)._build(2)
     assert model.count_params() == 30_020_930
     counts = {layer.name: layer.count_params() for layer in model.layers}
     expected = {
@@ -43,7 +43,8 @@ def test_hybrid_parameter_counts_match_figures_31_32():
     (("blocks", "fc1"), 16_789_506),    # fc2 + predictions
 ])
 def test_vgg19_table_8_trainable_counts(frozen, trainable):
-    model = FineTunedCNNClassifier(weights=None, head="original", frozen=frozen)._build(2)
+    model = FineTunedCNNClassifier(backbone="vgg19", weights=None, head="original",
+                                   frozen=frozen)._build(2)
     assert sum(int(np.prod(w.shape)) for w in model.trainable_weights) == trainable
 
 
