@@ -388,9 +388,9 @@ def check_fc_weights(backbone: str, fc_pretrained: bool, layers: Sequence[str],
     weights file without the classifier top): their features would be random, which a
     pretrained request never means. With ``weights=None`` every layer is random, as asked.
     """
-    asked = [name for name in layers if name in get_backbone(backbone).fc_layers]
+    spec = get_backbone(backbone)
+    asked = [name for name in layers if name in spec.fc_layers]
     if asked and not fc_pretrained and weights is not None:
-        spec = get_backbone(backbone)
         raise ValueError(
             f"layer {asked} of {backbone}: the weights {os.fspath(weights)!r} hold no "
             "classifier top (include_top=False), so these layers would be random; pass a "
