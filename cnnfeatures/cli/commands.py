@@ -65,7 +65,7 @@ def cmd_evaluate(args) -> int:
     record = evaluate_model(model, train, test, n_resamples=args.resamples)
     ext = model[0]
     print(f"{args.root}: train {len(train.X)}, test {len(test.X)} images")
-    print(f"{ext.backbone} ({args.weights}) layer={ext.layer} pooling={ext.pooling} "
+    print(f"{ext.backbone} ({args.weights}) layer={'+'.join(ext.layers_)} pooling={ext.pooling} "
           f"scales={ext.scales} l2={ext.l2_normalize} -> LinearSVC(C={args.C})")
     print(format_record(record, test.names))
     print(f"time               {record['minutes'] * 60:.1f} s")

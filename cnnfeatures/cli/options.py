@@ -9,7 +9,7 @@ import os
 from ..backbones import PRECISIONS
 
 __all__ = ["HelpFormatter", "add_extractor_args", "add_network_args", "add_verbosity",
-           "default_layer", "find_splits", "library_default", "load_part", "make_extractor",
+           "find_splits", "library_default", "load_part", "make_extractor",
            "weights_option"]
 
 
@@ -81,14 +81,6 @@ def library_default(parameter: str):
     return inspect.signature(CNNFeatureExtractor).parameters[parameter].default
 
 
-def default_layer(backbone: str) -> str:
-    """The layer read when none is named, as the library reads it (``layer=None``): the
-    backbone's last pooled block."""
-    from ..backbones import get_backbone
-
-    return get_backbone(backbone).last_block_pool
-
-
 def make_extractor(args, **overrides):
     from ..extraction import CNNFeatureExtractor
 
@@ -99,9 +91,9 @@ def make_extractor(args, **overrides):
         precision=args.precision,
     )
     if hasattr(args, "layer"):
-        layers = args.layer or [default_layer(args.backbone)]
-        params.update(layer=layers[0] if len(layers) == 1 else layers, pooling=args.pooling,
-                      scales=tuple(args.scales))
+        # No --layer: None, which the extractor reads as the backbone's last pooled block.
+        layer = args.layer[0] if args.layer and len(args.layer) == 1 else args.layer
+        params.update(layer=layer, pooling=args.pooling, scales=tuple(args.scales))
     params.update(overrides)
     return CNNFeatureExtractor(**params)
 

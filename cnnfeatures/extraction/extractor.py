@@ -219,12 +219,12 @@ class CNNFeatureExtractor(SessionCacheOnClone, TransformerMixin, BaseEstimator):
         self.n_features_out_ = settings.n_features(self.layer_widths_)
         return self
 
-    def _plan(self) -> ForwardPlan:
+    def _plan(self, cache: ActivationCache | None) -> ForwardPlan:
         settings = self.settings_
         now = settings.fingerprint()
         if now is not None:
             settings.check_unchanged(self.weights_fingerprint_, now)
-        card = settings.card(self._cache(), self.verbose, fingerprint=now)
+        card = settings.card(cache, self.verbose, fingerprint=now)
         return ForwardPlan.of(card, self.feature_network, self.layers_, settings.pooling,
                               self.input_sides_)
 
@@ -252,7 +252,8 @@ class CNNFeatureExtractor(SessionCacheOnClone, TransformerMixin, BaseEstimator):
                 "pooling=None returns ragged local descriptors, which set_output(transform="
                 f"{config!r}) cannot hold; use set_output(transform='default')"
             )
-        images = stream_activations(self._plan(), check_image_sources(X), self._cache(),
+        cache = self._cache()
+        images = stream_activations(self._plan(cache), check_image_sources(X), cache,
                                     self.batch_size, self.verbose)
         if local:
             writer = DescriptorWriter(self.layer_widths_[0])
