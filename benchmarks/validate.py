@@ -100,7 +100,7 @@ def printed_figure(check: Check, text: str) -> float:
 
 
 def reproduce_args(check: Check, output: Path, *, fresh: bool, dry_run: bool) -> list[str]:
-    args = ["reproduce", check.table, "--data", str(SHARED / "data" / check.data),
+    args = ["reproduce", check.table, str(SHARED / "data" / check.data),
             "--backbone", "vgg16", "--weights", str(WEIGHTS), "--budget", "quick",
             *_GROUPS.get(check.data, ()), *check.args, "-o", str(output)]
     return args + ["--fresh"] * fresh + ["--dry-run"] * dry_run

@@ -2,36 +2,63 @@
 
 Public names are re-exported here; each lives in a module of its own idea
 (images, datasets, backbones, cache, extraction, ...).
+
+The names are imported when first read (PEP 562), not when the package is: ``import
+cnnfeatures`` and ``cnnfeatures --help`` do not pay for scikit-learn, imbalanced-learn and
+OpenCV (about 2 s on 2 cores) until an estimator is asked for.
 """
 
-from .augmentation import AugmentationPolicy, ImageAugmenter, augmentation_grid
-from .config import config_context, get_config, set_config
-from .datasets import PATIENT_PATTERNS, load_image_folder
-from .descriptors import LocalDescriptors
-from .extraction import CNNFeatureExtractor, scale_side
-from .images import ImageLoadError, LowBitDepthWarning, load_image
-from .models import FineTunedCNNClassifier, HybridSepConvClassifier
-from .preprocessing import CLAHETransformer
-from .version import __version__ as __version__
-from .vlad import VLADEncoder
+from __future__ import annotations
 
-__all__ = [
-    "PATIENT_PATTERNS",
-    "AugmentationPolicy",
-    "CLAHETransformer",
-    "ImageAugmenter",
-    "augmentation_grid",
-    "config_context",
-    "get_config",
-    "set_config",
-    "CNNFeatureExtractor",
-    "FineTunedCNNClassifier",
-    "HybridSepConvClassifier",
-    "ImageLoadError",
-    "LocalDescriptors",
-    "LowBitDepthWarning",
-    "load_image",
-    "load_image_folder",
-    "scale_side",
-    "VLADEncoder",
-]
+import importlib
+from typing import TYPE_CHECKING
+
+from .version import __version__ as __version__
+
+# Each public name and the module that defines it.
+_EXPORTS = {
+    "AugmentationPolicy": "augmentation",
+    "ImageAugmenter": "augmentation",
+    "augmentation_grid": "augmentation",
+    "config_context": "config",
+    "get_config": "config",
+    "set_config": "config",
+    "PATIENT_PATTERNS": "datasets",
+    "load_image_folder": "datasets",
+    "LocalDescriptors": "descriptors",
+    "CNNFeatureExtractor": "extraction",
+    "scale_side": "extraction",
+    "ImageLoadError": "images",
+    "LowBitDepthWarning": "images",
+    "load_image": "images",
+    "FineTunedCNNClassifier": "models",
+    "HybridSepConvClassifier": "models",
+    "CLAHETransformer": "preprocessing",
+    "VLADEncoder": "vlad",
+}
+
+__all__ = sorted(_EXPORTS)
+
+if TYPE_CHECKING:  # static analysers and IDEs see the names as plain imports
+    from .augmentation import AugmentationPolicy, ImageAugmenter, augmentation_grid
+    from .config import config_context, get_config, set_config
+    from .datasets import PATIENT_PATTERNS, load_image_folder
+    from .descriptors import LocalDescriptors
+    from .extraction import CNNFeatureExtractor, scale_side
+    from .images import ImageLoadError, LowBitDepthWarning, load_image
+    from .models import FineTunedCNNClassifier, HybridSepConvClassifier
+    from .preprocessing import CLAHETransformer
+    from .vlad import VLADEncoder
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'cnnfeatures' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # read once: later lookups do not come back here
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

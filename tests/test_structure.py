@@ -324,7 +324,7 @@ def test_killed_reproduce_command_resumes(tiny_backbone, tint_data, tmp_path):
             "register_backbone(BackboneSpec('tiny', '', _tiny_builder, 32, 8, (), "
             "('avg8', 'max2'), preprocess=lambda a: a))\n"
             "from cnnfeatures.cli import main\nsys.exit(main(sys.argv[1:]))\n")
-    args = [sys.executable, "-c", code, "reproduce", "1-4", "--data", tint_data, "--backbone",
+    args = [sys.executable, "-c", code, "reproduce", "1-4", tint_data, "--backbone",
             "tiny", "--weights", "none", "--scales", "0", "1", "2", "-o", str(out)]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,

@@ -211,6 +211,19 @@ def parse_group_patterns(values: Sequence[str] | None) -> dict[str, str]:
     return patterns
 
 
+def data_folders(args) -> list[str]:
+    """``reproduce``'s dataset folders: given after the table, as every command takes its
+    data folder, or after ``--data`` as earlier versions took them (not both)."""
+    if args.data and args.data_option:
+        raise ValueError("give the dataset folders once: after the table (reproduce TABLE "
+                         "FOLDER...) or after --data, not both")
+    folders = args.data or args.data_option
+    if not folders:
+        raise ValueError("reproduce needs at least one dataset folder after the table, "
+                         "e.g. cnnfeatures reproduce 1-4 ../shared/data/mini_scene")
+    return folders
+
+
 def cmd_reproduce(args) -> int:
     from dataclasses import replace
 
@@ -220,6 +233,7 @@ def cmd_reproduce(args) -> int:
     from ..report import BUDGETS, TABLES, Experiment, Journal, run_table, to_markdown, write_table
     from ..report.experiment import check_group_patterns
 
+    args.data = data_folders(args)
     for flag in ("max_train", "max_test", "max_epochs"):
         if getattr(args, flag) is not None and getattr(args, flag) < 0:
             raise ValueError(f"--{flag.replace('_', '-')} must be >= 0, got "

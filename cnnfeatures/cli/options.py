@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import inspect
+import ast
+import functools
 import os
+from pathlib import Path
 
 from ..backbones import PRECISIONS
 
@@ -73,12 +75,24 @@ def add_verbosity(p: argparse.ArgumentParser) -> None:
                         "default; -q turns it off)")
 
 
+@functools.cache
+def _extractor_defaults() -> dict:
+    # Read from the source, not from the class: importing the extractor imports
+    # scikit-learn (about 2 s), which ``--help`` should not pay for.
+    source = Path(__file__).parent.parent / "extraction" / "extractor.py"
+    for node in ast.walk(ast.parse(source.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ClassDef) and node.name == "CNNFeatureExtractor":
+            init = next(f for f in node.body
+                        if isinstance(f, ast.FunctionDef) and f.name == "__init__")
+            names = [a.arg for a in init.args.args][-len(init.args.defaults):]
+            return {n: ast.literal_eval(d) for n, d in zip(names, init.args.defaults)}
+    raise LookupError(f"no CNNFeatureExtractor.__init__ in {source}")
+
+
 def library_default(parameter: str):
     """``CNNFeatureExtractor``'s default of ``parameter``: the command line and the library
     share one set of defaults."""
-    from ..extraction import CNNFeatureExtractor
-
-    return inspect.signature(CNNFeatureExtractor).parameters[parameter].default
+    return _extractor_defaults()[parameter]
 
 
 def make_extractor(args, **overrides):

@@ -29,17 +29,39 @@ from .options import (
 __all__ = ["build_parser", "main"]
 
 
-def add_augment_parser(sub) -> None:
+class LazyOptionsParser(argparse.ArgumentParser):
+    """A sub-command parser whose options may be added when it is first used.
+
+    ``augment``'s options come from the augmentation policy, whose module imports
+    scikit-learn (about 2 s): ``cnnfeatures --help`` and the other sub-commands should not
+    pay for it."""
+
+    def __init__(self, *args, add_options=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._add_options = add_options
+
+    def _complete(self) -> None:
+        if self._add_options is not None:
+            add_options, self._add_options = self._add_options, None
+            add_options(self)
+
+    def parse_known_args(self, args=None, namespace=None):
+        self._complete()
+        return super().parse_known_args(args, namespace)
+
+    def format_help(self) -> str:
+        self._complete()
+        return super().format_help()
+
+    def format_usage(self) -> str:
+        self._complete()
+        return super().format_usage()
+
+
+def add_augment_settings(p: argparse.ArgumentParser) -> None:
+    """One option per transformation setting, from their single declaration."""
     from ..augmentation import AUGMENTATION_SETTINGS
 
-    about = "save a grid of augmented views of one image"
-    p = sub.add_parser("augment", help=about, description=about, formatter_class=HelpFormatter)
-    p.add_argument("image", help="an image file")
-    p.add_argument("-n", type=int, default=8, help="number of augmented views")
-    p.add_argument("--columns", type=int, default=3, help="views per row")
-    p.add_argument("--seed", type=int, default=0, help="random seed")
-    p.add_argument("-o", "--output", default="augmentations.png", help="output PNG")
-    # One option per transformation setting, from their single declaration.
     for name, default, _, help_text in AUGMENTATION_SETTINGS:
         flag = f"--{name.replace('_', '-')}"
         if isinstance(default, bool):
@@ -47,6 +69,17 @@ def add_augment_parser(sub) -> None:
                            help=help_text)
         else:
             p.add_argument(flag, type=float, default=default, help=help_text)
+
+
+def add_augment_parser(sub) -> None:
+    about = "save a grid of augmented views of one image"
+    p = sub.add_parser("augment", help=about, description=about, formatter_class=HelpFormatter,
+                       add_options=add_augment_settings)
+    p.add_argument("image", help="an image file")
+    p.add_argument("-n", type=int, default=8, help="number of augmented views")
+    p.add_argument("--columns", type=int, default=3, help="views per row")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("-o", "--output", default="augmentations.png", help="output PNG")
     p.set_defaults(func=cmd_augment)
 
 
@@ -56,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="cnnfeatures", description="Pretrained CNN features for scikit-learn.",
         formatter_class=HelpFormatter,
     )
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=LazyOptionsParser)
 
     parser.add_argument("--version", action="version",
                         version=f"%(prog)s {__version__} (Python {platform.python_version()})")
@@ -104,11 +137,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test-split", default="test",
                    help="also score every configuration on this split when it exists")
     p.add_argument("--group-pattern", help="group CV folds by this pattern (see describe)")
-    p.add_argument("--layers", nargs="+", default=None,
-                   help="layers (default: the report's: the last block and fc1/fc2 when the "
-                        "weights hold them, else the two last blocks)")
-    p.add_argument("--poolings", nargs="+", default=["mean", "max"], choices=["mean", "max"],
-                   help="poolings")
+    # The same option names as extract and evaluate, each value a candidate of the grid
+    # (the plural spellings of earlier versions still work).
+    p.add_argument("--layer", "--layers", dest="layers", nargs="+", default=None,
+                   help="candidate layers, one run each (default: the report's: the last "
+                        "block and fc1/fc2 when the weights hold them, else the two last "
+                        "blocks)")
+    p.add_argument("--pooling", "--poolings", dest="poolings", nargs="+",
+                   default=["mean", "max"], choices=["mean", "max"],
+                   help="candidate poolings")
     p.add_argument("--scales", nargs="+", type=int, default=[0],
                    help="scale numbers n (each costs a forward pass of every image at side "
                         "224 + 320n)")
@@ -135,8 +172,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("reproduce", "rerun one of the report's comparisons (its table layout, every "
                              "metric with 95%% intervals); a killed run resumes")
     p.add_argument("table", help="1-4, 5-7, 8-9, 10, 11, 12 or all")
-    p.add_argument("--data", nargs="+", required=True,
+    p.add_argument("data", nargs="*", metavar="root",
                    help="dataset folder(s) with train/ and test/ splits")
+    # The option of earlier versions, kept so that their commands still run.
+    p.add_argument("--data", nargs="+", dest="data_option", help=argparse.SUPPRESS)
     add_network_args(p)
     p.add_argument("--budget", default="quick",
                    help="quick: minutes on 2 CPU cores (subsamples, fewer scales and "

@@ -1,4 +1,6 @@
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -51,7 +53,7 @@ def test_extract_npz(tiny_backbone, folder, tmp_path):
 
 def test_grid_tables(tiny_backbone, folder, tmp_path, capsys):
     out = tmp_path / "grid"
-    assert main(["grid", str(folder), *TINY, "--layers", "avg8", "max2", "--scales", "0", "1",
+    assert main(["grid", str(folder), *TINY, "--layer", "avg8", "max2", "--scales", "0", "1",
                  "--cv", "2", "-o", str(out)]) == 0
     import pandas as pd
 
@@ -99,3 +101,28 @@ def test_help_describes_each_command_and_says_each_default_once(command, capsys)
     assert "%%" not in text
     for option in text.split("\n  -")[1:]:  # one block per option
         assert " ".join(option.split()).count("default") <= 1, option
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["extract", "--help"], ["augment", "--help"]])
+def test_help_imports_no_heavy_library(argv):
+    # --help is read often and should answer at once: no TensorFlow, scikit-learn (~2 s)
+    # or OpenCV before a command runs; augment's options are added only when it is used.
+    code = ("import sys\nfrom cnnfeatures.cli import main\ntry:\n    main(sys.argv[1:])\n"
+            "except SystemExit:\n    pass\nheavy = [m for m in ('tensorflow', 'keras', 'sklearn',"
+            " 'imblearn', 'cv2') if m in sys.modules]\nprint('HEAVY', heavy)")
+    out = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True,
+                         check=True).stdout
+    expected = ["sklearn", "imblearn", "cv2"] if argv[0] == "augment" else []
+    assert out.strip().splitlines()[-1] == f"HEAVY {expected}"
+
+
+def test_option_names_are_shared_and_old_spellings_still_parse():
+    from cnnfeatures.cli import build_parser
+
+    parse = build_parser().parse_args
+    new = parse(["grid", "root", "--layer", "a", "b", "--pooling", "max"])
+    old = parse(["grid", "root", "--layers", "a", "b", "--poolings", "max"])
+    assert (new.layers, new.poolings) == (old.layers, old.poolings) == (["a", "b"], ["max"])
+    # Every command takes its data folder as its first positional argument.
+    assert parse(["reproduce", "1-4", "d1", "d2"]).data == ["d1", "d2"]
+    assert parse(["reproduce", "1-4", "--data", "d1"]).data_option == ["d1"]

@@ -85,7 +85,7 @@ def test_layer_costs_by_hand():
 
 def test_dry_run_prints_the_plan_and_writes_nothing(tiny_backbone, bright_dark, tmp_path, capsys):
     out = tmp_path / "out"
-    assert main(["reproduce", "all", "--data", bright_dark, "--backbone", "vgg16", "--weights",
+    assert main(["reproduce", "all", bright_dark, "--backbone", "vgg16", "--weights",
                  "none", "--scales", "0", "--dry-run", "-o", str(out)]) == 0
     printed = capsys.readouterr().out
     assert not out.exists()
@@ -100,18 +100,18 @@ def test_dry_run_stops_where_the_run_would(tiny_backbone, bright_dark, tmp_path,
         status = main(["reproduce", *args, "--dry-run", "-o", str(tmp_path / "o")])
         return status, capsys.readouterr().err
 
-    status, err = error("1-4", "--data", bright_dark, "--group-pattern", "tint=x",
+    status, err = error("1-4", bright_dark, "--group-pattern", "tint=x",
                         "--backbone", "tiny", "--weights", "none")
     assert status == 2 and "group pattern for 'tint': no such dataset" in err
     (tmp_path / "empty" / "train" / "a").mkdir(parents=True)
-    status, err = error("1-4", "--data", str(tmp_path / "empty"), "--backbone", "tiny",
+    status, err = error("1-4", str(tmp_path / "empty"), "--backbone", "tiny",
                         "--weights", "none")
     assert status == 2 and "has no test/ folder" in err
-    status, err = error("8-9", "--data", bright_dark, "--backbone", "tiny", "--weights", "none")
+    status, err = error("8-9", bright_dark, "--backbone", "tiny", "--weights", "none")
     assert status == 2 and "has no fc layers" in err
     bad = tmp_path / "bad.weights.h5"
     bad.write_bytes(b"not a weights file")
-    status, err = error("1-4", "--data", bright_dark, "--backbone", "vgg16", "--weights", str(bad))
+    status, err = error("1-4", bright_dark, "--backbone", "vgg16", "--weights", str(bad))
     assert status == 2 and f"weights file {bad} is not a Keras weights file" in err
     assert not (tmp_path / "o").exists()
 

@@ -81,7 +81,7 @@ def test_keras_tables_layouts(bright_dark, table):
 
 def test_cli_reproduce_writes_tables(tiny_backbone, bright_dark, tmp_path, capsys):
     out = tmp_path / "out"
-    assert main(["reproduce", "1-4", "--data", bright_dark, "--backbone", "tiny",
+    assert main(["reproduce", "1-4", bright_dark, "--backbone", "tiny",
                  "--weights", "none", "-o", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "| N=0 |" in printed and "| N=1 |" in printed  # quick budget: scales 0 and 1
@@ -97,7 +97,7 @@ def test_cli_reproduce_writes_tables(tiny_backbone, bright_dark, tmp_path, capsy
     assert json.loads((out / "run_1-4.json").read_text())["budget"] == "quick"
 
 
-def test_errors_name_what_is_wrong(tiny_backbone, bright_dark, tmp_path):
+def test_errors_name_what_is_wrong(tiny_backbone, bright_dark, tmp_path, capsys):
     with pytest.raises(ValueError, match="table must be one of"):
         run_table("13", [bright_dark], tiny_experiment())
     with pytest.raises(ValueError, match="budget must be one of"):
@@ -107,7 +107,12 @@ def test_errors_name_what_is_wrong(tiny_backbone, bright_dark, tmp_path):
         run_table("1-4", [tmp_path], tiny_experiment())
     with pytest.raises(ValueError, match="'tiny' has no fc layers"):
         run_table("8-9", [bright_dark], tiny_experiment())
-    assert main(["reproduce", "1-4", "--data", bright_dark, "--max-train", "-3"]) == 2
+    assert main(["reproduce", "1-4", bright_dark, "--max-train", "-3"]) == 2
+    # The folders come once: after the table, or after the --data of earlier versions.
+    assert main(["reproduce", "1-4", bright_dark, "--data", bright_dark]) == 2
+    assert "give the dataset folders once" in capsys.readouterr().err
+    assert main(["reproduce", "1-4", "--backbone", "tiny"]) == 2
+    assert "needs at least one dataset folder" in capsys.readouterr().err
     with pytest.raises(TypeError, match="either experiment or settings"):
         run_table("1-4", [bright_dark], tiny_experiment(), budget="quick")
 
