@@ -112,6 +112,34 @@ _VGG_POOLED = ("block1_pool", "block2_pool", "block3_pool", "block4_pool", "bloc
 _VGG_BLOCKS = tuple(f"block{i}" for i in range(1, 6))
 _VGG_PARTS = dict(blocks=_VGG_BLOCKS, block_pools=tuple(f"{b}_pool" for b in _VGG_BLOCKS))
 
+
+def _convnext(constructor: str) -> Callable:
+    """A ConvNeXt constructor whose last layer has a name of its own.
+
+    Built without its top, Keras' ConvNeXt ends in a LayerNormalization it does not name:
+    ``layer_normalization``, ``layer_normalization_1``, ... after however many were built
+    before in the process. The layer is renamed ``<model>_head_layernorm`` (the name Keras
+    gives it in the model with a top) so that ``layer=`` can name it. Weights files do not
+    mind: Keras saves layers under names of its own making, not the layers' names.
+    """
+
+    def build(include_top=False, weights=None, input_shape=(None, None, 3), **kwargs):
+        model = getattr(load_keras().applications, constructor)(
+            include_top=include_top, weights=weights, input_shape=input_shape, **kwargs)
+        if not include_top:
+            model.layers[-1].name = f"{model.name}_head_layernorm"
+        return model
+
+    build.__name__ = build.__qualname__ = constructor
+    return build
+
+
+def _convnext_spec(size: str) -> BackboneSpec:
+    name = f"convnext_{size}"
+    return BackboneSpec(name, "convnext", _convnext(f"ConvNeXt{size.title()}"), 224, 32, (),
+                        (f"{name}_head_layernorm",))
+
+
 BACKBONES: dict[str, BackboneSpec] = {
     spec.name: spec
     for spec in (
@@ -133,6 +161,15 @@ BACKBONES: dict[str, BackboneSpec] = {
         BackboneSpec(
             "efficientnet_b0", "efficientnet", "EfficientNetB0", 224, 32, (), ("top_activation",)
         ),
+        # EfficientNetV2 and ConvNeXt scale their pixels inside the model
+        # (include_preprocessing): their preprocess_input is the identity.
+        BackboneSpec("efficientnetv2_b0", "efficientnet_v2", "EfficientNetV2B0", 224, 32, (),
+                     ("top_activation",)),
+        BackboneSpec("efficientnetv2_s", "efficientnet_v2", "EfficientNetV2S", 384, 32, (),
+                     ("top_activation",)),
+        _convnext_spec("tiny"),
+        _convnext_spec("small"),
+        _convnext_spec("base"),
     )
 }
 

@@ -107,3 +107,39 @@ def test_vgg16_offline_weights_and_notop_refusal(rng):
     from cnnfeatures.memo import memo_info
 
     assert memo_info()["weights file digests"][0] >= 1  # the file digested once, memoised
+
+
+@pytest.mark.parametrize("name, width", [("efficientnetv2_b0", 1280), ("convnext_tiny", 768)])
+def test_modern_backbones_extract_features_by_name(name, width, rng):
+    from cnnfeatures import CNNFeatureExtractor
+
+    images = rng.integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
+    ext = CNNFeatureExtractor(backbone=name, weights=None, cache=False).fit(images)
+    features = ext.transform(images)
+    # layer=None: the registry's last layer, the base's output, mean-pooled and L2-normalised.
+    assert ext.layers_ == get_backbone(name).pooled_layers
+    assert features.shape == (2, width) and np.isfinite(features).all()
+    np.testing.assert_allclose(np.linalg.norm(features, axis=1), 1.0, rtol=1e-5)
+
+
+def test_convnext_last_layer_has_the_same_name_however_many_were_built():
+    # Keras names ConvNeXt's last LayerNormalization after how many it built before.
+    spec = get_backbone("convnext_tiny")
+    names = {spec.keras_constructor(include_top=False, weights=None,
+                                    input_shape=(None, None, 3)).layers[-1].name
+             for _ in range(2)}
+    assert names == {"convnext_tiny_head_layernorm"}
+
+
+def test_convnext_weights_file_of_a_stock_model_loads(tmp_path, rng):
+    import keras
+
+    stock = keras.applications.ConvNeXtTiny(include_top=False, weights=None,
+                                            input_shape=(None, None, 3))
+    path = tmp_path / "convnext_tiny.weights.h5"
+    stock.save_weights(path)
+    ours = get_backbone("convnext_tiny").keras_constructor(include_top=False, weights=str(path),
+                                                           input_shape=(None, None, 3))
+    x = rng.uniform(0, 255, (1, 32, 32, 3)).astype("float32")
+    np.testing.assert_allclose(ours.predict(x, verbose=0), stock.predict(x, verbose=0),
+                               rtol=1e-5, atol=1e-5)
