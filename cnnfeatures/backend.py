@@ -32,7 +32,8 @@ import numpy as np
 
 from .config import get_config
 
-__all__ = ["STARTUP_LOG", "backend_name", "gradients", "keras_seeded", "load_keras",
+__all__ = ["STARTUP_LOG", "available_devices", "backend_name", "gradients", "keras_seeded",
+           "load_keras",
            "load_tensorflow", "quiet_retracing", "shape_free_function", "worker_threads"]
 
 #: What the backend wrote on standard error while it started (bytes decoded as text).
@@ -106,6 +107,36 @@ def _size_thread_pools(keras) -> None:
 def backend_name() -> str:
     """The Keras backend in use: ``"tensorflow"``, ``"jax"`` or ``"torch"``."""
     return load_keras().backend.backend()
+
+
+def available_devices() -> list[str]:
+    """The devices Keras' backend sees, as ``"cpu:0"``, ``"gpu:0"``, ...
+
+    Examples
+    --------
+    >>> "cpu:0" in available_devices()
+    True
+    """
+    backend = backend_name()
+    if backend == "tensorflow":
+        # "/device:CPU:0" -> "cpu:0"
+        return [d.name.split("device:")[-1].lower()
+                for d in load_tensorflow().config.list_logical_devices()]
+    if backend == "jax":
+        import jax
+
+        found = []
+        for platform in ("cpu", "gpu"):
+            try:
+                found += [f"{platform}:{i}" for i in range(len(jax.devices(platform)))]
+            except RuntimeError:  # no such platform
+                pass
+        return found
+    if backend == "torch":
+        import torch
+
+        return ["cpu:0"] + [f"gpu:{i}" for i in range(torch.cuda.device_count())]
+    raise NotImplementedError(f"devices: the Keras backend {backend!r} is not supported")
 
 
 def gradients(function, arguments):

@@ -26,6 +26,7 @@ from contextlib import contextmanager
 import numpy as np
 
 from ..backend import keras_seeded, load_keras, shape_free_function
+from ..devices import device_scope
 from ..memo import Memo
 from ..messages import announce
 from .registry import BackboneSpec, get_backbone, on_unregister
@@ -95,11 +96,12 @@ class FeatureNetwork:
     """
 
     def __init__(self, spec: BackboneSpec, model, fingerprint: str, fc_pretrained: bool,
-                 precision: str = "float32"):
+                 precision: str = "float32", device: str = "auto"):
         self.spec = spec
         self.model = model
         self.fingerprint = fingerprint
         self.precision = precision
+        self.device = device
         self.fc_pretrained = fc_pretrained
         self.layer_names = tuple(layer.name for layer in model.layers[1:])
         self._readers: dict[tuple[str, ...], Callable] = {}
@@ -134,7 +136,9 @@ class FeatureNetwork:
         with self._lock:
             if outputs not in self._readers:
                 self.check_layers([layer for layer, _ in outputs])
-                self._readers[outputs] = _make_reader(self.model, outputs)
+                reader = _make_reader(self.model, outputs)
+                self._readers[outputs] = (reader if self.device == "auto"
+                                          else _on_device(reader, self.device))
             return self._readers[outputs]
 
     def preprocess(self, images: np.ndarray) -> np.ndarray:
@@ -151,6 +155,14 @@ def check_layer_names(backbone: str, layer_names: Sequence[str], layers: Sequenc
             f"unknown layer(s) {unknown} for backbone {backbone!r}; valid names: "
             f"{list(layer_names)}"
         )
+
+
+def _on_device(reader: Callable, device: str) -> Callable:
+    def read(batch):
+        with device_scope(device):
+            return reader(batch)
+
+    return read
 
 
 def _make_reader(model, outputs: tuple[tuple[str, str], ...]
@@ -223,6 +235,7 @@ def get_feature_network(
     precision: str = "float32",
     seed: int | None = None,
     verbose: int = 0,
+    device: str = "auto",
 ) -> FeatureNetwork:
     """Build (once per process) the free-size network of a backbone with given weights.
 
@@ -244,6 +257,9 @@ def get_feature_network(
         process builds the same network. Without it, one random network per process.
     verbose : int, default=0
         Say on standard error when a network is built (seconds, for large ones).
+    device : str, default="auto"
+        Where the network is built and runs, a name checked by
+        :func:`~cnnfeatures.devices.check_device`; one network per device.
 
     Returns
     -------
@@ -273,8 +289,8 @@ def get_feature_network(
         with_fc = need_fc or file_has_top(ref.path, ref.key) is not False
     with NETWORKS.locked():  # one build at a time: a second caller waits for the first's
         # A network that has the fc layers serves requests that do not need them too.
-        for key in ((spec.name, ref.key, True, precision),
-                    (spec.name, ref.key, with_fc, precision)):
+        for key in ((spec.name, ref.key, True, precision, device),
+                    (spec.name, ref.key, with_fc, precision, device)):
             if key in NETWORKS:
                 return NETWORKS.get(key)
         if ref.kind == "file":
@@ -282,21 +298,22 @@ def get_feature_network(
         what = {"random": "random weights", "imagenet": "ImageNet weights"}.get(
             ref.kind, f"weights {ref.path}")
         announce(f"building {spec.name} ({what}, {precision})", verbose)
-        with precision_policy(precision), keras_seeded(seed if ref.kind == "random" else None):
-            net = _build_network(spec, ref, with_fc, precision)
-        NETWORKS.put((spec.name, ref.key, with_fc, precision), net)
+        with (precision_policy(precision), device_scope(device),
+              keras_seeded(seed if ref.kind == "random" else None)):
+            net = _build_network(spec, ref, with_fc, precision, device)
+        NETWORKS.put((spec.name, ref.key, with_fc, precision, device), net)
         return net
 
 
 def _build_network(spec: BackboneSpec, ref: WeightsRef, with_fc: bool,
-                   precision: str = "float32") -> FeatureNetwork:
+                   precision: str = "float32", device: str = "auto") -> FeatureNetwork:
     seed = ref.key[1] if ref.kind == "random" else None
     # An unseeded random network is new in every process: an identity of its own.
     fingerprint = (f"random-{uuid.uuid4().hex}" if ref.kind == "random" and seed is None
                    else fingerprint_of(ref, seed))
 
     def network(model, fc_pretrained: bool) -> FeatureNetwork:
-        return FeatureNetwork(spec, model, fingerprint, fc_pretrained, precision)
+        return FeatureNetwork(spec, model, fingerprint, fc_pretrained, precision, device)
 
     if not spec.fc_layers:
         if ref.kind == "random":

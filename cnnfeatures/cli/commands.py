@@ -251,7 +251,8 @@ def cmd_reproduce(args) -> int:
     budget = BUDGETS[args.budget]
     budget = replace(budget, **changes, name=budget.name + ("*" if changes else ""))
     exp = Experiment(backbone=args.backbone, weights=args.weights, budget=budget,
-                     precision=args.precision, cache=args.cache_dir or True,
+                     precision=args.precision, device=args.device,
+                     cache=args.cache_dir or True,
                      checkpoint_dir=os.path.join(args.output, "checkpoints"),
                      group_patterns=parse_group_patterns(args.group_pattern),
                      verbose=args.verbose, random_state=args.seed)

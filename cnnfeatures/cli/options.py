@@ -44,6 +44,9 @@ def add_network_args(p: argparse.ArgumentParser) -> None:
                    help="precision of the networks, extraction and training (bfloat16: "
                         "3-5x faster on CPUs with AMX / AVX-512 BF16; features change by "
                         "under 1%%)")
+    p.add_argument("--device", default=library_default("device"),
+                   help="where the networks run: auto (a GPU when the backend sees one), "
+                        "cpu, gpu or gpu:N")
 
 
 def add_extractor_args(p: argparse.ArgumentParser, many: bool = False) -> None:
@@ -102,7 +105,7 @@ def make_extractor(args, **overrides):
         backbone=args.backbone, weights=args.weights,
         scale_combination=args.scale_combination, l2_normalize=not args.no_l2,
         batch_size=args.batch_size, cache=args.cache_dir or True, verbose=args.verbose,
-        precision=args.precision,
+        precision=args.precision, device=args.device,
     )
     if hasattr(args, "layer"):
         # No --layer: None, which the extractor reads as the backbone's last pooled block.

@@ -27,6 +27,24 @@ from .settings import ExtractionSettings
 __all__ = ["CNNFeatureExtractor"]
 
 
+#: The extractor's parameters' constraints (scikit-learn's validation at ``fit``).
+PARAMETER_CONSTRAINTS: dict = {
+    "backbone": [str],  # checked against the registry in fit (it can grow)
+    "layer": [str, list, tuple, None],
+    "pooling": [StrOptions({"mean", "max"}), None],
+    "scales": [list, tuple],
+    "scale_combination": [StrOptions({"pool", "concat"})],
+    "weights": [str, os.PathLike, None],
+    "l2_normalize": ["boolean"],
+    "precision": [StrOptions(set(PRECISIONS))],
+    "device": [str],
+    "batch_size": [Interval(Integral, 1, None, closed="left")],
+    "cache": ["boolean", str, os.PathLike],
+    "verbose": ["verbose"],
+    "random_state": ["random_state"],
+}
+
+
 class CNNFeatureExtractor(SessionCacheOnClone, TransformerMixin, BaseEstimator):
     """Activations of a pretrained CNN as features, at one or several input scales.
 
@@ -70,6 +88,9 @@ class CNNFeatureExtractor(SessionCacheOnClone, TransformerMixin, BaseEstimator):
         Precision of the convolutions; features are float32 either way. ``"bfloat16"`` is
         3–5 times faster on CPUs with AMX / AVX-512 BF16 and changes features by under 1%
         (relative); ``"float16"`` is for GPUs. See :mod:`cnnfeatures.backbones`.
+    device : {"auto", "cpu", "gpu", "gpu:N"}, default="auto"
+        Where the network runs: Keras' choice, or the one named (an error at ``fit``
+        where the backend does not see it). See :mod:`cnnfeatures.devices`.
     batch_size : int, default=16
         Images per forward pass at side 224; larger sides take proportionally fewer.
     cache : bool or str or Path, default=True
@@ -119,20 +140,7 @@ class CNNFeatureExtractor(SessionCacheOnClone, TransformerMixin, BaseEstimator):
     (2, 512)
     """
 
-    _parameter_constraints: dict = {
-        "backbone": [str],  # checked against the registry in fit (it can grow)
-        "layer": [str, list, tuple, None],
-        "pooling": [StrOptions({"mean", "max"}), None],
-        "scales": [list, tuple],
-        "scale_combination": [StrOptions({"pool", "concat"})],
-        "weights": [str, os.PathLike, None],
-        "l2_normalize": ["boolean"],
-        "precision": [StrOptions(set(PRECISIONS))],
-        "batch_size": [Interval(Integral, 1, None, closed="left")],
-        "cache": ["boolean", str, os.PathLike],
-        "verbose": ["verbose"],
-        "random_state": ["random_state"],
-    }
+    _parameter_constraints: dict = PARAMETER_CONSTRAINTS
 
     def __init__(
         self,
@@ -144,6 +152,7 @@ class CNNFeatureExtractor(SessionCacheOnClone, TransformerMixin, BaseEstimator):
         weights: str | os.PathLike[str] | None = "imagenet",
         l2_normalize: bool = True,
         precision: str = "float32",
+        device: str = "auto",
         batch_size: int = 16,
         cache: bool | str | os.PathLike[str] = True,
         verbose: int = 0,
@@ -157,6 +166,7 @@ class CNNFeatureExtractor(SessionCacheOnClone, TransformerMixin, BaseEstimator):
         self.weights = weights
         self.l2_normalize = l2_normalize
         self.precision = precision
+        self.device = device
         self.batch_size = batch_size
         self.cache = cache
         self.verbose = verbose
@@ -205,7 +215,8 @@ class CNNFeatureExtractor(SessionCacheOnClone, TransformerMixin, BaseEstimator):
         check_image_sources(X)
         settings = ExtractionSettings.of(
             self.backbone, self.weights, self.precision, self.layer, self.pooling,
-            self.scales, self.scale_combination, self.l2_normalize, self.random_state)
+            self.scales, self.scale_combination, self.l2_normalize, self.random_state,
+            self.device)
         card = settings.card(self._cache(), self.verbose)
         card.check_layers(settings.layers)
         check_fc_weights(card.backbone, card.fc_pretrained, settings.layers, self.weights)

@@ -13,6 +13,7 @@ from sklearn.utils import check_random_state
 
 from ..backbones import FeatureNetwork, get_backbone, get_feature_network, network_fingerprint
 from ..cache import ActivationCache, make_key
+from ..devices import check_device
 from .forward import NetworkCard
 from .scales import Scales
 
@@ -50,11 +51,13 @@ class ExtractionSettings:
     scales: Scales
     scale_combination: str
     l2_normalize: bool
+    # Where the network runs (devices.check_device); not a part of any cache key.
+    device: str = "auto"
 
     @classmethod
     def of(cls, backbone: str, weights, precision: str, layer: str | Sequence[str] | None,
            pooling: str | None, scales, scale_combination: str, l2_normalize: bool,
-           random_state) -> ExtractionSettings:
+           random_state, device: str = "auto") -> ExtractionSettings:
         """The settings an extractor's parameters ask for, checked (the backbone against
         the registry, the layers, the scales)."""
         spec = get_backbone(backbone)
@@ -63,7 +66,8 @@ class ExtractionSettings:
                    seed=None if weights is not None else network_seed(random_state),
                    need_fc=any(name in spec.fc_layers for name in layers), layers=layers,
                    pooling=pooling, scales=Scales.of(scales),
-                   scale_combination=scale_combination, l2_normalize=l2_normalize)
+                   scale_combination=scale_combination, l2_normalize=l2_normalize,
+                   device=check_device(device))
 
     @property
     def sides(self) -> tuple[int, ...]:
@@ -72,7 +76,7 @@ class ExtractionSettings:
     def network(self, precision: str | None = None, verbose: int = 0) -> FeatureNetwork:
         return get_feature_network(self.backbone, self.weights, need_fc=self.need_fc,
                                    precision=precision or self.precision, seed=self.seed,
-                                   verbose=verbose)
+                                   verbose=verbose, device=self.device)
 
     def fingerprint(self) -> str | None:
         """The weights' identity now (a weights file is digested, the network not built)."""

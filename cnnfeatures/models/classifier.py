@@ -29,6 +29,7 @@ from ..augmentation import AugmentationPolicy, ImageAugmenter
 from ..backbones import PRECISIONS, get_backbone, precision_policy, weights_fingerprint
 from ..backend import keras_seeded, load_keras, quiet_retracing
 from ..cache import SessionCacheOnClone, cache_for
+from ..devices import check_device, device_scope
 from ..images import check_image_sources, image_input_tags
 from .checkpoint import checkpoint_for
 from .inputs import (
@@ -61,6 +62,7 @@ COMMON_CONSTRAINTS: dict = {
     "dropout": [Interval(Real, 0, 1, closed="left")],
     "input_side": [Interval(Integral, 32, None, closed="left")],
     "precision": [StrOptions(set(PRECISIONS))],
+    "device": [str],
     "learning_rate": [Interval(Real, 0, None, closed="neither")],
     "batch_size": [Interval(Integral, 1, None, closed="left")],
     "max_epochs": [Interval(Integral, 1, None, closed="left")],
@@ -102,14 +104,14 @@ class KerasImageClassifier(SessionCacheOnClone, SavedKerasModel, ClassifierMixin
 
     def __init__(self, *, backbone: str, weights: Weights,
                  head_units: Sequence[int] = (1024, 512), dropout: float = 0.5,
-                 input_side: int = 224, precision: str = "float32",
+                 input_side: int = 224, precision: str = "float32", device: str = "auto",
                  learning_rate: float = 1e-4, batch_size: int = 16, max_epochs: int = 300,
                  patience: int = 10, validation_fraction: float = 0.1,
                  class_weight: str | dict | None = None, augmentation: Augmentation = None,
                  augmentation_views: int | None = None, cache_frozen: bool | PathLike = True,
                  checkpoint_dir: PathLike | None = None, warm_start: bool = False,
                  random_state: RandomState = None, verbose: int = 0):
-        self.backbone, self.weights = backbone, weights
+        self.backbone, self.weights, self.device = backbone, weights, device
         self.head_units, self.dropout, self.input_side = head_units, dropout, input_side
         self.precision, self.learning_rate = precision, learning_rate
         self.batch_size, self.max_epochs, self.patience = batch_size, max_epochs, patience
@@ -166,6 +168,7 @@ class KerasImageClassifier(SessionCacheOnClone, SavedKerasModel, ClassifierMixin
         """
         spec = get_backbone(self.backbone)
         self._check_parameters(spec)
+        device = check_device(self.device)
         self.backbone_, self.input_side_, self.precision_ = (spec.name, self.input_side,
                                                              self.precision)
         sources = check_image_sources(X)
@@ -177,10 +180,10 @@ class KerasImageClassifier(SessionCacheOnClone, SavedKerasModel, ClassifierMixin
                                          validation_data, self.validation_fraction, seed,
                                          max_epochs=self.max_epochs)
         epochs_before = self.n_epochs_ if self._warm else 0
-        with keras_seeded(seed):  # initial weights and dropout's generators
+        with keras_seeded(seed), device_scope(device):  # weights and dropout's generators
             model = self._model()
         self.__dict__.pop("_cached_prefix", None)
-        with quiet_retracing():
+        with quiet_retracing(), device_scope(device):
             history, cached, seconds = self._train(
                 model, [sources[i] for i in train_idx], targets[train_idx],
                 weights[train_idx], validation, seed, callbacks or [])
@@ -292,7 +295,9 @@ class KerasImageClassifier(SessionCacheOnClone, SavedKerasModel, ClassifierMixin
         # those other folds trained on); pickles carry the whole model instead.
         cached = getattr(self, "_cached_prefix", None)
         out = []
-        with quiet_retracing():
+        # Read at prediction time, as n_jobs is: a model fitted on a GPU predicts on the
+        # CPU of a machine without one after set_params(device="cpu").
+        with quiet_retracing(), device_scope(check_device(self.device)):
             for start in range(0, len(sources), self.batch_size):
                 batch = load_batch(sources[start:start + self.batch_size], self.input_side_)
                 if cached is not None:

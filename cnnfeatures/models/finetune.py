@@ -53,6 +53,10 @@ class FineTunedCNNClassifier(KerasImageClassifier):
         trains VGG-16 3–4 times faster than float32
         (``benchmarks/bench_training_precision.py``);
         elsewhere it can be slower. Part of the frozen prefix's cache key.
+    device : {"auto", "cpu", "gpu", "gpu:N"}, default="auto"
+        Where the network trains and predicts: Keras' choice (a GPU when its backend sees
+        one), or the one named — an error at ``fit`` where the backend does not see it.
+        Read again at prediction time, like ``n_jobs``. See :mod:`cnnfeatures.devices`.
     learning_rate : float, default=1e-4
         Adam's learning rate (the report used 1e-6 for 300 epochs).
     batch_size : int, default=16
@@ -150,7 +154,7 @@ class FineTunedCNNClassifier(KerasImageClassifier):
     def __init__(self, backbone: str = "vgg16", weights: Weights = "imagenet",
                  frozen: Sequence[str] = ("blocks",), head: str = "dropout", *,
                  head_units: Sequence[int] = (1024, 512), dropout: float = 0.5,
-                 input_side: int = 224, precision: str = "float32",
+                 input_side: int = 224, precision: str = "float32", device: str = "auto",
                  learning_rate: float = 1e-4, batch_size: int = 16, max_epochs: int = 300,
                  patience: int = 10, validation_fraction: float = 0.1,
                  class_weight: str | dict | None = None, augmentation: Augmentation = None,
@@ -159,8 +163,9 @@ class FineTunedCNNClassifier(KerasImageClassifier):
                  random_state: RandomState = None, verbose: int = 0):
         super().__init__(
             backbone=backbone, weights=weights, head_units=head_units, dropout=dropout,
-            input_side=input_side, precision=precision, learning_rate=learning_rate,
-            batch_size=batch_size, max_epochs=max_epochs, patience=patience,
+            input_side=input_side, precision=precision, device=device,
+            learning_rate=learning_rate, batch_size=batch_size, max_epochs=max_epochs,
+            patience=patience,
             validation_fraction=validation_fraction, class_weight=class_weight,
             augmentation=augmentation, augmentation_views=augmentation_views,
             cache_frozen=cache_frozen, checkpoint_dir=checkpoint_dir, warm_start=warm_start,

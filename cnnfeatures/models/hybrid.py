@@ -50,9 +50,9 @@ class HybridSepConvClassifier(KerasImageClassifier):
         whatever it learned. 0.9 settles within a few dozen steps.
     head_units : tuple of 2 ints, default=(1024, 512)
     dropout : float, default=0.5
-    input_side, precision, learning_rate, batch_size, max_epochs, patience, validation_fraction, \
-class_weight, augmentation, augmentation_views, cache_frozen, checkpoint_dir, warm_start, \
-random_state, verbose
+    input_side, precision, device, learning_rate, batch_size, max_epochs, patience, \
+validation_fraction, class_weight, augmentation, augmentation_views, cache_frozen, \
+checkpoint_dir, warm_start, random_state, verbose
         As for :class:`~cnnfeatures.FineTunedCNNClassifier`.
 
     Attributes
@@ -87,7 +87,8 @@ backbone_, input_side_, precision_, weights_fingerprint_
                  frozen_blocks: int = 3, n_sep_blocks: int = 2, filters: int = 512,
                  batch_norm_momentum: float = 0.9, *,
                  head_units: Sequence[int] = (1024, 512), dropout: float = 0.5,
-                 input_side: int = 224, precision: str = "float32", learning_rate: float = 1e-4,
+                 input_side: int = 224, precision: str = "float32", device: str = "auto",
+                 learning_rate: float = 1e-4,
                  batch_size: int = 16, max_epochs: int = 300, patience: int = 10,
                  validation_fraction: float = 0.1, class_weight: str | dict | None = None,
                  augmentation: Augmentation = None, augmentation_views: int | None = None,
@@ -95,6 +96,7 @@ backbone_, input_side_, precision_, weights_fingerprint_
                  warm_start: bool = False, random_state: RandomState = None, verbose: int = 0):
         super().__init__(backbone=backbone, weights=weights, head_units=head_units,
                          dropout=dropout, input_side=input_side, precision=precision,
+                         device=device,
                          learning_rate=learning_rate, batch_size=batch_size,
                          max_epochs=max_epochs, patience=patience,
                          validation_fraction=validation_fraction, class_weight=class_weight,

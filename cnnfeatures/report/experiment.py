@@ -140,6 +140,9 @@ class Experiment:
     precision : {"float32", "bfloat16", "float16"}, default="float32"
         Precision of the networks: the fixed-feature extraction (see
         :class:`CNNFeatureExtractor`) and the Keras classifiers' training.
+    device : {"auto", "cpu", "gpu", "gpu:N"}, default="auto"
+        Where every network runs (see :mod:`cnnfeatures.devices`); no part of a result's
+        identity: a run resumed on another device goes on.
     cache : bool or path, default=True
         The extractor's activation cache (a directory reuses activations across runs).
     checkpoint_dir : path or None, default=None
@@ -162,6 +165,7 @@ class Experiment:
     weights: object = "imagenet"
     budget: Budget | str = "quick"
     precision: str = "float32"
+    device: str = "auto"
     cache: object = True
     checkpoint_dir: object = None
     model_params: dict = field(default_factory=dict)
@@ -231,8 +235,8 @@ class Experiment:
         from ..extraction import CNNFeatureExtractor
 
         return CNNFeatureExtractor(backbone=self.backbone, weights=self.weights,
-                                   precision=self.precision, cache=self.cache,
-                                   verbose=self.verbose, **params)
+                                   precision=self.precision, device=self.device,
+                                   cache=self.cache, verbose=self.verbose, **params)
 
     def pooled_pipeline(self, layer: str, pooling: str, scales=(0,)):
         """Fixed features + linear SVM (Tables 1–4, 5–7's baseline, 11, 12)."""
@@ -257,7 +261,8 @@ class Experiment:
                       learning_rate=rate, patience=b.patience,
                       max_epochs=b.max_epochs if frozen_base else b.base_epochs,
                       class_weight=b.class_weight, random_state=self.random_state,
-                      precision=self.precision, checkpoint_dir=self.checkpoint_dir,
+                      precision=self.precision, device=self.device,
+                      checkpoint_dir=self.checkpoint_dir,
                       # A cache directory holds the frozen prefixes' activations too.
                       cache_frozen=(self.cache if isinstance(self.cache, (str, os.PathLike))
                                     else True))

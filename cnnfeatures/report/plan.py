@@ -304,8 +304,10 @@ def _network_checks(exp: Experiment) -> tuple[float, dict[str, float]]:
     layers exist; time one image's forward pass at side 224 (seconds) and share its cost
     among the layers (see :func:`layer_costs`)."""
     from ..backbones import get_feature_network
+    from ..devices import check_device
 
-    net = get_feature_network(exp.backbone, exp.weights, precision=exp.precision)
+    net = get_feature_network(exp.backbone, exp.weights, precision=exp.precision,
+                              device=check_device(exp.device))
     layers = list(exp.fixed_layers()[0])
     net.check_layers(layers)
     # Two images after a first call that traces the graph: an estimate within tens of
