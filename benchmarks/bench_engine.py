@@ -25,13 +25,12 @@ import multiprocessing
 import os
 import resource
 import time
-from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np
+from offline import SHARED, add_weights_option, chosen_weights
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
 RUNTIMES = ("keras-fp32", "keras-bf16", "openvino-fp32", "openvino-bf16", "openvino-int8")
 
 
@@ -139,16 +138,14 @@ def main() -> None:
                         help="training images int8 is calibrated on")
     parser.add_argument("--accuracy", action="store_true",
                         help="also train and score a LinearSVC on each runtime's features")
-    default_weights = SHARED / "weights" / "vgg16_notop_imagenet.weights.h5"
-    parser.add_argument("--weights", default=str(default_weights) if default_weights.exists()
-                        else "none")
+    add_weights_option(parser)
     args = parser.parse_args()
 
     from sklearn.svm import LinearSVC
 
     from cnnfeatures import load_image_folder
 
-    weights = None if args.weights.lower() == "none" else args.weights
+    weights = chosen_weights(args)
     train = load_image_folder(args.data, split="train")
     test = load_image_folder(args.data, split="test")
     timed = list(train.filenames[: args.limit])

@@ -13,29 +13,25 @@ from __future__ import annotations
 import argparse
 import os
 import time
-from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
-
-SHARED = Path(__file__).resolve().parents[2] / "shared"
+from offline import SHARED, add_weights_option, chosen_weights
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(SHARED / "data" / "mini_scene"))
     parser.add_argument("--limit", type=int, default=24, help="images timed per side")
-    default_weights = SHARED / "weights" / "vgg16_notop_imagenet.weights.h5"
-    parser.add_argument("--weights", default=str(default_weights) if default_weights.exists()
-                        else "none")
+    add_weights_option(parser)
     args = parser.parse_args()
 
     from sklearn.svm import LinearSVC
 
     from cnnfeatures import CNNFeatureExtractor, load_image_folder
 
-    weights = None if args.weights.lower() == "none" else args.weights
+    weights = chosen_weights(args)
     train = load_image_folder(args.data, split="train")
     test = load_image_folder(args.data, split="test")
 

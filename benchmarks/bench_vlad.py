@@ -16,13 +16,11 @@ import argparse
 import os
 import resource
 import time
-from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
-
-SHARED = Path(__file__).resolve().parents[2] / "shared"
+from offline import SHARED, add_weights_option, chosen_weights
 
 
 def peak_rss_gib() -> float:
@@ -34,9 +32,7 @@ def main() -> None:
     parser.add_argument("--data", default=str(SHARED / "data" / "chest_xray"))
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--scales", type=int, nargs="+", default=[0, 1, 2])
-    default_weights = SHARED / "weights" / "vgg16_notop_imagenet.weights.h5"
-    parser.add_argument("--weights", default=str(default_weights) if default_weights.exists()
-                        else "none")
+    add_weights_option(parser)
     parser.add_argument("--precision", default="float32",
                         choices=["float32", "bfloat16", "float16"],
                         help="bfloat16: 3-5x faster on CPUs with AMX / AVX-512 BF16")
@@ -52,7 +48,7 @@ def main() -> None:
     is_test = np.repeat([False, True], [len(p.filenames) for p in parts])
     if args.limit:
         files, labels, is_test = files[: args.limit], labels[: args.limit], is_test[: args.limit]
-    weights = None if args.weights.lower() == "none" else args.weights
+    weights = chosen_weights(args)
     print(f"{len(files)} images of {args.data}, scales {tuple(args.scales)}, "
           f"weights {weights}, precision {args.precision}, "
           f"keras backend {os.environ.get('KERAS_BACKEND', 'tensorflow')}")
