@@ -42,26 +42,16 @@ __all__ = sorted(_EXPORTS)
 if TYPE_CHECKING:  # static analysers and IDEs see the names as plain re-exports
     from .augmentation import (
         AugmentationPolicy as AugmentationPolicy,
-    )
-    from .augmentation import (
         ImageAugmenter as ImageAugmenter,
-    )
-    from .augmentation import (
         augmentation_grid as augmentation_grid,
     )
     from .config import (
         config_context as config_context,
-    )
-    from .config import (
         get_config as get_config,
-    )
-    from .config import (
         set_config as set_config,
     )
     from .datasets import (
         PATIENT_PATTERNS as PATIENT_PATTERNS,
-    )
-    from .datasets import (
         load_image_folder as load_image_folder,
     )
     from .descriptors import (
@@ -69,23 +59,15 @@ if TYPE_CHECKING:  # static analysers and IDEs see the names as plain re-exports
     )
     from .extraction import (
         CNNFeatureExtractor as CNNFeatureExtractor,
-    )
-    from .extraction import (
         scale_side as scale_side,
     )
     from .images import (
         ImageLoadError as ImageLoadError,
-    )
-    from .images import (
         LowBitDepthWarning as LowBitDepthWarning,
-    )
-    from .images import (
         load_image as load_image,
     )
     from .models import (
         FineTunedCNNClassifier as FineTunedCNNClassifier,
-    )
-    from .models import (
         HybridSepConvClassifier as HybridSepConvClassifier,
     )
     from .preprocessing import (
