@@ -107,6 +107,7 @@ def test_augmentation_settings_are_declared_once():
     assert {name: params[name] for name in names} == {
         name: default for name, default, *_ in AUGMENTATION_SETTINGS}
     augment = build_parser()._subparsers._group_actions[0].choices["augment"]
+    augment.format_help()  # its settings' options are added when it is first used
     options = {a.dest for a in augment._actions}
     assert set(names) <= options
     with pytest.raises(ValueError, match="rotation"):
