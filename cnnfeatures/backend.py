@@ -32,8 +32,8 @@ import numpy as np
 
 from .config import get_config
 
-__all__ = ["STARTUP_LOG", "available_devices", "backend_name", "gradients", "keras_seeded",
-           "load_keras",
+__all__ = ["STARTUP_LOG", "available_devices", "backend_name", "concrete_function",
+           "gradients", "keras_seeded", "load_keras",
            "load_tensorflow", "quiet_retracing", "shape_free_function", "worker_threads"]
 
 #: What the backend wrote on standard error while it started (bytes decoded as text).
@@ -219,6 +219,21 @@ def shape_free_function(model):
             return as_list(fn(tf.convert_to_tensor(batch, tf.float32)))
 
     return read
+
+
+def concrete_function(model):
+    """``model`` in inference mode as a TensorFlow concrete function of a float32 NHWC
+    batch of any batch size and side: what graph converters (OpenVINO) read. TensorFlow
+    backend only."""
+    keras = load_keras()
+    if keras.backend.backend() != "tensorflow":
+        raise ValueError(f"converting a model for another runtime needs Keras' tensorflow "
+                         f"backend; this process runs {keras.backend.backend()!r} "
+                         "(set KERAS_BACKEND=tensorflow)")
+    tf = load_tensorflow()
+    fn = tf.function(lambda x: model(x, training=False),
+                     input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
+    return fn.get_concrete_function()
 
 
 def load_tensorflow():

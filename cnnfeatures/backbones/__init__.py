@@ -17,6 +17,7 @@ from .network import (
     clear_networks,
     get_feature_network,
     precision_policy,
+    reader_model,
 )
 from .registry import (
     BACKBONES,
@@ -58,6 +59,7 @@ __all__ = [
     "load_pretrained_weights",
     "network_fingerprint",
     "precision_policy",
+    "reader_model",
     "register_backbone",
     "unregister_backbone",
     "check_fc_weights",

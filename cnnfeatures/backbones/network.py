@@ -43,7 +43,7 @@ from .weights import (
 )
 
 __all__ = ["MAX_NETWORKS", "PRECISIONS", "FeatureNetwork", "check_layer_names",
-           "clear_networks", "get_feature_network", "precision_policy"]
+           "clear_networks", "get_feature_network", "precision_policy", "reader_model"]
 
 #: Precision name -> Keras dtype policy of the convolutions.
 PRECISIONS = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
@@ -136,7 +136,7 @@ class FeatureNetwork:
         with self._lock:
             if outputs not in self._readers:
                 self.check_layers([layer for layer, _ in outputs])
-                reader = _make_reader(self.model, outputs)
+                reader = shape_free_function(reader_model(self.model, outputs))
                 self._readers[outputs] = (reader if self.device == "auto"
                                           else _on_device(reader, self.device))
             return self._readers[outputs]
@@ -165,8 +165,10 @@ def _on_device(reader: Callable, device: str) -> Callable:
     return read
 
 
-def _make_reader(model, outputs: tuple[tuple[str, str], ...]
-                 ) -> Callable[[np.ndarray], list[np.ndarray]]:
+def reader_model(model, outputs: Sequence[tuple[str, str]]):
+    """A Keras model of ``model``'s input returning ``outputs``: ``(layer, kind)`` pairs,
+    kind ``"map"``, ``"mean"`` or ``"max"`` (pooled inside the graph); only the part of
+    the network they need is computed. What every engine runs."""
     keras = load_keras()
 
     tensors = []
@@ -183,7 +185,7 @@ def _make_reader(model, outputs: tuple[tuple[str, str], ...]
         elif x.dtype != "float32":
             x = keras.layers.Activation("linear", dtype="float32")(x)
         tensors.append(x)
-    return shape_free_function(keras.Model(model.input, tensors))
+    return keras.Model(model.input, tensors)
 
 
 def _vgg_fully_convolutional(spec: BackboneSpec, with_fc: bool = True):

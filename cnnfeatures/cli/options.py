@@ -40,7 +40,7 @@ def add_network_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", default=library_default("weights"), type=weights_option,
                    help="'imagenet' (Keras' cache or download), the path of a Keras weights "
                         "file, or 'none' (random)")
-    p.add_argument("--precision", default="float32", choices=sorted(PRECISIONS),
+    p.add_argument("--precision", default="float32", choices=sorted({*PRECISIONS, "int8"}),
                    help="precision of the networks, extraction and training (bfloat16: "
                         "3-5x faster on CPUs with AMX / AVX-512 BF16; features change by "
                         "under 1%%)")
@@ -59,6 +59,10 @@ def add_extractor_args(p: argparse.ArgumentParser, many: bool = False) -> None:
                        help="pooling over positions")
         p.add_argument("--scales", nargs="+", type=int, default=[0],
                        help="scale numbers n (input side 224 + 320n)")
+    p.add_argument("--engine", default=library_default("engine"), choices=["keras", "openvino"],
+                   help="what runs the network: Keras, or OpenVINO's CPU runtime (the "
+                        "openvino extra; with --precision int8 too, calibrated on the "
+                        "images)")
     p.add_argument("--scale-combination", default="pool", choices=["pool", "concat"],
                    help="several scales: pool their vectors, or concatenate them")
     p.add_argument("--no-l2", action="store_true", help="skip the L2 normalisation")
@@ -105,7 +109,7 @@ def make_extractor(args, **overrides):
         backbone=args.backbone, weights=args.weights,
         scale_combination=args.scale_combination, l2_normalize=not args.no_l2,
         batch_size=args.batch_size, cache=args.cache_dir or True, verbose=args.verbose,
-        precision=args.precision, device=args.device,
+        precision=args.precision, device=args.device, engine=args.engine,
     )
     if hasattr(args, "layer"):
         # No --layer: None, which the extractor reads as the backbone's last pooled block.

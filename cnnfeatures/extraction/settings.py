@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from numbers import Integral
 
 import numpy as np
 from sklearn.utils import check_random_state
 
 from ..backbones import FeatureNetwork, get_backbone, get_feature_network, network_fingerprint
+from ..backbones.openvino import ENGINE_PRECISIONS, OpenVINONetwork, QuantizedIR, load_runtime
 from ..cache import ActivationCache, make_key
 from ..devices import check_device
 from .forward import NetworkCard
@@ -31,6 +32,19 @@ def check_layers(layer: str | Sequence[str], pooling: str | None) -> tuple[str, 
         raise ValueError(
             f"pooling=None (local descriptors) reads one layer at a time; got layer={layer!r}")
     return layers
+
+
+def check_engine(engine: str, precision: str) -> None:
+    """The engine exists, computes in ``precision``, and is installed."""
+    if engine not in ENGINE_PRECISIONS:
+        raise ValueError(f"engine must be one of {list(ENGINE_PRECISIONS)}, got {engine!r}")
+    if precision not in ENGINE_PRECISIONS[engine]:
+        raise ValueError(f"precision={precision!r} is not one of engine={engine!r}'s: "
+                         f"{list(ENGINE_PRECISIONS[engine])}")
+    if engine == "openvino":
+        load_runtime("openvino")
+        if precision == "int8":
+            load_runtime("nncf")
 
 
 @dataclass(frozen=True)
@@ -53,30 +67,54 @@ class ExtractionSettings:
     l2_normalize: bool
     # Where the network runs (devices.check_device); not a part of any cache key.
     device: str = "auto"
+    engine: str = "keras"  # or "openvino" (backbones.openvino)
+    calibration: str | None = None  # identity of an int8 model's calibration images
 
     @classmethod
     def of(cls, backbone: str, weights, precision: str, layer: str | Sequence[str] | None,
            pooling: str | None, scales, scale_combination: str, l2_normalize: bool,
-           random_state, device: str = "auto") -> ExtractionSettings:
+           random_state, device: str = "auto", engine: str = "keras") -> ExtractionSettings:
         """The settings an extractor's parameters ask for, checked (the backbone against
         the registry, the layers, the scales)."""
         spec = get_backbone(backbone)
+        check_engine(engine, precision)
         layers = check_layers(spec.last_block_pool if layer is None else layer, pooling)
         return cls(backbone=backbone, weights=weights, precision=precision,
                    seed=None if weights is not None else network_seed(random_state),
                    need_fc=any(name in spec.fc_layers for name in layers), layers=layers,
                    pooling=pooling, scales=Scales.of(scales),
                    scale_combination=scale_combination, l2_normalize=l2_normalize,
-                   device=check_device(device))
+                   device=check_device(device), engine=engine)
 
     @property
     def sides(self) -> tuple[int, ...]:
         return self.scales.sides
 
+    @property
+    def keras_precision(self) -> str:
+        """The precision of the Keras network (an OpenVINO engine converts a float32 one)."""
+        return self.precision if self.engine == "keras" else "float32"
+
+    @property
+    def label(self) -> str:
+        """What the features were computed with, in cache keys: the precision for Keras,
+        else the engine, the precision and an int8 model's calibration."""
+        if self.engine == "keras":
+            return self.precision
+        return "-".join(filter(None, [self.engine, self.precision, self.calibration]))
+
     def network(self, precision: str | None = None, verbose: int = 0) -> FeatureNetwork:
+        """The Keras network (in ``precision``, default :attr:`keras_precision`)."""
         return get_feature_network(self.backbone, self.weights, need_fc=self.need_fc,
-                                   precision=precision or self.precision, seed=self.seed,
-                                   verbose=verbose, device=self.device)
+                                   precision=precision or self.keras_precision,
+                                   seed=self.seed, verbose=verbose, device=self.device)
+
+    def engine_network(self, quantized: QuantizedIR | None = None, verbose: int = 0):
+        """The network that computes the features: Keras', or OpenVINO's over it."""
+        net = self.network(verbose=verbose)
+        if self.engine == "keras":
+            return net
+        return OpenVINONetwork(net, self.precision, self.label, quantized)
 
     def fingerprint(self) -> str | None:
         """The weights' identity now (a weights file is digested, the network not built)."""
@@ -100,15 +138,15 @@ class ExtractionSettings:
         fingerprint = fingerprint or self.fingerprint()
         key = None
         if fingerprint is not None and cache is not None:
-            key = make_key("network card", self.backbone, fingerprint, self.precision,
+            key = make_key("network card", self.backbone, fingerprint, self.keras_precision,
                            self.need_fc)
             stored = cache.get(key, dtype=np.uint8)
             if stored is not None:
-                return NetworkCard.from_array(stored)
+                return replace(NetworkCard.from_array(stored), precision=self.label)
         card = NetworkCard.of(self.network(verbose=verbose))
         if key is not None:
             cache.put(key, card.to_array())
-        return card
+        return replace(card, precision=self.label)
 
     def n_features(self, widths: Sequence[int]) -> int:
         """Columns of a row, given each layer's width (a descriptor's width when local)."""
