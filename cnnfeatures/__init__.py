@@ -34,6 +34,7 @@ _EXPORTS = {
     "FineTunedCNNClassifier": "models",
     "HybridSepConvClassifier": "models",
     "CLAHETransformer": "preprocessing",
+    "LabelShiftAdapter": "shift",
     "VLADEncoder": "vlad",
 }
 
@@ -72,6 +73,9 @@ if TYPE_CHECKING:  # static analysers and IDEs see the names as plain re-exports
     )
     from .preprocessing import (
         CLAHETransformer as CLAHETransformer,
+    )
+    from .shift import (
+        LabelShiftAdapter as LabelShiftAdapter,
     )
     from .vlad import (
         VLADEncoder as VLADEncoder,
