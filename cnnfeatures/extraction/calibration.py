@@ -43,7 +43,7 @@ def calibration_sources(X: Sequence, calibration) -> list:
     Examples
     --------
     >>> calibration_sources(list("abcdefgh"), 3)
-    ['a', 'd', 'g']
+    ['a', 'c', 'f']
     """
     if isinstance(calibration, Integral):
         if calibration < 1:

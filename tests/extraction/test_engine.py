@@ -140,3 +140,15 @@ def test_a_missing_runtime_says_what_to_install(tiny_vgg_backbone, rng, monkeypa
                                           r"which is not installed: pip install "
                                           r"\"cnnfeatures\[openvino\]\""):
         extractor(engine="openvino").fit(images(rng, n=2))
+
+
+@pytest.mark.slow
+def test_parallel_workers_convert_and_compile_their_own_engine(rng):
+    from sklearn.model_selection import cross_val_score
+
+    X, y = images(rng, n=12, side=32), np.array([0, 1] * 6)
+    # A registry backbone (workers are fresh processes: no test registration there).
+    pipe = make_pipeline(extractor(backbone="mobilenet_v2", layer=None, engine="openvino"),
+                         LogisticRegression())
+    parallel = cross_val_score(pipe, X, y, cv=2, n_jobs=2)
+    np.testing.assert_allclose(parallel, cross_val_score(pipe, X, y, cv=2, n_jobs=1))
