@@ -136,15 +136,18 @@ class OpenVINONetwork:
                ) -> Callable[[np.ndarray], list[np.ndarray]]:
         outputs = tuple((o, "map") if isinstance(o, str) else tuple(o) for o in outputs)
         self.net.check_layers([layer for layer, _ in outputs])
-        if self.quantized is not None and outputs != self.quantized.outputs:
+        if self.quantized is not None and set(outputs) != set(self.quantized.outputs):
             raise ValueError(f"this int8 model was quantized for the outputs "
                              f"{self.quantized.outputs}, not {outputs}: fit the extractor "
                              "again")
-        key = (self.precision, self.net.fingerprint, outputs)
+        # One compiled model per set of outputs: its tensors are read in the order asked.
+        canonical = tuple(sorted(outputs))
+        key = (self.precision, self.net.fingerprint, canonical)
         with COMPILED.locked():
             if key not in COMPILED:
-                COMPILED.put(key, self._compile(outputs))
-            compiled, names = COMPILED.get(key)
+                COMPILED.put(key, self._compile(canonical))
+            compiled, canonical_names = COMPILED.get(key)
+        names = [dict(zip(canonical, canonical_names))[output] for output in outputs]
 
         def read(batch: np.ndarray) -> list[np.ndarray]:
             result = compiled(np.ascontiguousarray(batch, np.float32))
@@ -156,7 +159,8 @@ class OpenVINONetwork:
         """The compiled model, and its outputs' tensor names in ``outputs``' order."""
         ov = load_runtime()
         if self.quantized is not None:
-            model, names = self.quantized.model(), self.quantized.names
+            by_output = dict(zip(self.quantized.outputs, self.quantized.names))
+            model, names = self.quantized.model(), tuple(by_output[o] for o in outputs)
         else:
             model, names = _converted(self.net, outputs)
         return ov.Core().compile_model(model, "CPU", {

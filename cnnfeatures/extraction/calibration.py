@@ -65,8 +65,11 @@ def calibrate(settings: ExtractionSettings, card: NetworkCard, sources: Sequence
     identity = hashlib.sha256("\n".join(
         [*digests, str(len(digests)), str(side), nncf.__version__]).encode()).hexdigest()[:12]
     settings = replace(settings, calibration=identity)
-    outputs = ForwardPlan.of(replace(card, precision=settings.label), lambda: None,
-                             settings.layers, settings.pooling, settings.sides).outputs
+    # Sorted: the candidates of a grid over the layers a pass computes anyway (whose plans
+    # list the same outputs in another order) share one quantized model.
+    outputs = tuple(sorted(ForwardPlan.of(replace(card, precision=settings.label),
+                                          lambda: None, settings.layers, settings.pooling,
+                                          settings.sides).outputs))
     key = (card.fingerprint, identity, outputs)
     with QUANTIZED.locked():
         if key not in QUANTIZED:

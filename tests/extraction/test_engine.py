@@ -152,3 +152,22 @@ def test_parallel_workers_convert_and_compile_their_own_engine(rng):
                          LogisticRegression())
     parallel = cross_val_score(pipe, X, y, cv=2, n_jobs=2)
     np.testing.assert_allclose(parallel, cross_val_score(pipe, X, y, cv=2, n_jobs=1))
+
+
+def test_candidates_reading_the_same_layers_share_one_quantized_model(tiny_vgg_backbone, rng):
+    from cnnfeatures.extraction.calibration import QUANTIZED
+    from cnnfeatures.memo import memo_info
+
+    X = images(rng, n=6)
+    calibration = images(np.random.default_rng(3), n=3)
+    QUANTIZED.clear()
+    one = extractor(layer=["block4_pool", "block5_pool"], engine="openvino", precision="int8",
+                    calibration=calibration).fit(X)
+    other = extractor(layer=["block5_pool", "block4_pool"], engine="openvino",
+                      precision="int8", calibration=calibration).fit(X)
+    assert memo_info()["int8 quantized models"][0] == 1
+    assert one.quantized_ is other.quantized_
+    # Each reads its layers in its own order from the one model (32 and 40 channels).
+    a, b = one.transform(X), other.transform(X)
+    np.testing.assert_array_equal(a[:, :32], b[:, 40:])
+    np.testing.assert_array_equal(a[:, 32:], b[:, :40])
