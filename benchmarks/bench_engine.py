@@ -66,12 +66,10 @@ def keras_model(weights, side: int | None, precision: str = "float32"):
 def openvino_model(weights, runtime: str, calibration: np.ndarray | None):
     """(compiled model, seconds spent quantizing)."""
     import openvino as ov
-    import tensorflow as tf
 
-    model = keras_model(weights, None)
-    fn = tf.function(lambda x: model(x, training=False),
-                     input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
-    converted = ov.convert_model(fn.get_concrete_function())
+    from cnnfeatures.backend import concrete_function
+
+    converted = ov.convert_model(concrete_function(keras_model(weights, None)))
     quantize_seconds = 0.0
     config = {"PERFORMANCE_HINT": "LATENCY"}
     if runtime == "openvino-int8":

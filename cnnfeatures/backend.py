@@ -210,9 +210,7 @@ def shape_free_function(model):
     if keras.backend.backend() != "tensorflow":
         return lambda batch: as_list(model.predict_on_batch(np.asarray(batch, np.float32)))
     tf = load_tensorflow()
-    fn = tf.function(lambda x: model(x, training=False),
-                     input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)],
-                     reduce_retracing=True)
+    fn = _inference_function(model)
 
     def read(batch):
         with quiet_retracing():  # each function traces once; TensorFlow counts them all
@@ -230,10 +228,16 @@ def concrete_function(model):
         raise ValueError(f"converting a model for another runtime needs Keras' tensorflow "
                          f"backend; this process runs {keras.backend.backend()!r} "
                          "(set KERAS_BACKEND=tensorflow)")
+    return _inference_function(model).get_concrete_function()
+
+
+def _inference_function(model):
+    """``model`` in inference mode, traced once for a float32 NHWC batch of any batch size
+    and side (TensorFlow backend)."""
     tf = load_tensorflow()
-    fn = tf.function(lambda x: model(x, training=False),
-                     input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
-    return fn.get_concrete_function()
+    return tf.function(lambda x: model(x, training=False),
+                       input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)],
+                       reduce_retracing=True)
 
 
 def load_tensorflow():

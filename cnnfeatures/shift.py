@@ -157,8 +157,10 @@ class LabelShiftAdapter(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         self.train_priors_ = np.array([(y == c).mean() for c in self.classes_])
         self.confusion_ = None
         if self.method == "bbse":
-            predicted = cross_val_predict(clone(self.estimator), X, y, groups=groups,
-                                          cv=self.cv, params=fit_params)
+            # Predictions as predict_proba's arg-max, as the target's are read (one pass).
+            proba = cross_val_predict(clone(self.estimator), X, y, groups=groups, cv=self.cv,
+                                      params=fit_params, method="predict_proba")
+            predicted = self.classes_[np.argmax(proba, axis=1)]
             self.confusion_ = np.array([[np.mean((predicted == ci) & (y == cj))
                                          for cj in self.classes_] for ci in self.classes_])
         return self
@@ -166,11 +168,14 @@ class LabelShiftAdapter(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
     def estimate_priors(self, X) -> np.ndarray:
         """The class priors of the samples ``X``, estimated without their labels."""
         check_is_fitted(self, "estimator_")
+        return self._priors(self.estimator_.predict_proba(X))
+
+    def _priors(self, proba: np.ndarray) -> np.ndarray:
+        """The target priors from the estimator's posteriors of the target samples."""
         if self.method == "em":
-            return em_priors(self.estimator_.predict_proba(X), self.train_priors_,
-                             self.em_max_iter, self.em_tol)[0]
-        predicted = self.estimator_.predict(X)
-        shares = np.array([np.mean(predicted == c) for c in self.classes_])
+            return em_priors(proba, self.train_priors_, self.em_max_iter, self.em_tol)[0]
+        predicted = np.argmax(proba, axis=1)
+        shares = np.bincount(predicted, minlength=len(self.classes_)) / len(predicted)
         weights = np.linalg.lstsq(self.confusion_, shares, rcond=None)[0]
         priors = np.clip(weights, 0, None) * self.train_priors_
         return priors / priors.sum()
@@ -179,8 +184,8 @@ class LabelShiftAdapter(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         """The estimator's posteriors reweighted by ``estimated / training`` priors, the
         priors estimated on ``X`` itself (every row depends on the whole batch)."""
         check_is_fitted(self, "estimator_")
-        proba = self.estimator_.predict_proba(X)
-        weighted = proba * (self.estimate_priors(X) / self.train_priors_)
+        proba = self.estimator_.predict_proba(X)  # once: the priors come from it too
+        weighted = proba * (self._priors(proba) / self.train_priors_)
         total = weighted.sum(axis=1, keepdims=True)
         # A row whose every class got weight 0 keeps the estimator's posterior.
         return np.where(total > 0, weighted / np.where(total > 0, total, 1), proba)

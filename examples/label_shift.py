@@ -52,8 +52,8 @@ def main() -> None:
     true_priors = np.bincount(test.target, minlength=len(names)) / len(test.target)
     for label, model in rows.items():
         model.fit(list(train.filenames), train.target)
-        predicted = model.predict(list(test.filenames))
-        proba = model.predict_proba(list(test.filenames))
+        proba = model.predict_proba(list(test.filenames))  # one pass over the test images
+        predicted = np.argmax(proba, axis=1)
         scores = proba[:, 1] if proba.shape[1] == 2 else proba
         print(f"\n{Path(args.data).name}, {label}")
         print(format_record(evaluation_record(test.target, predicted, scores, names=names),

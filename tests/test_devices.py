@@ -8,13 +8,18 @@ from cnnfeatures.backend import available_devices
 from cnnfeatures.devices import check_device
 
 
+def missing_gpu() -> str:
+    """A GPU name the backend does not see (any machine has one)."""
+    return next(f"gpu:{i}" for i in range(99) if f"gpu:{i}" not in available_devices())
+
+
 def test_names_are_checked_against_what_the_backend_sees():
     assert check_device("auto") == "auto"
     assert check_device("cpu") == check_device("cpu:0") == "cpu:0"
     with pytest.raises(ValueError, match=r"device must be 'auto', 'cpu', 'gpu' or 'gpu:N', "
                                          r"got 'cuda'"):
         check_device("cuda")
-    missing = next(f"gpu:{i}" for i in range(99) if f"gpu:{i}" not in available_devices())
+    missing = missing_gpu()
     with pytest.raises(ValueError, match=rf"device='{missing}': the Keras backend \(\w+\) "
                                          rf"sees no {missing}; it sees \[.*'cpu:0'"):
         check_device(missing)
@@ -32,7 +37,7 @@ def test_extractor_on_the_cpu_gives_the_features_of_auto(tiny_vgg_backbone, rng)
 
 def test_a_device_the_backend_does_not_see_is_an_error_at_fit(tiny_vgg_backbone, rng):
     images = rng.integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
-    missing = next(f"gpu:{i}" for i in range(99) if f"gpu:{i}" not in available_devices())
+    missing = missing_gpu()
     ext = CNNFeatureExtractor(backbone="tiny_vgg", weights=None, device=missing)
     with pytest.raises(ValueError, match=f"device='{missing}'"):
         ext.fit(images)
@@ -50,6 +55,6 @@ def test_classifier_reads_its_device_again_when_it_predicts(tiny_vgg_backbone, r
     proba = clf.predict_proba(images)
     np.testing.assert_allclose(clf.set_params(device="auto").predict_proba(images), proba,
                                rtol=1e-5, atol=1e-6)
-    missing = next(f"gpu:{i}" for i in range(99) if f"gpu:{i}" not in available_devices())
+    missing = missing_gpu()
     with pytest.raises(ValueError, match=f"device='{missing}'"):
         clf.set_params(device=missing).predict(images)

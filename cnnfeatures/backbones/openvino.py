@@ -10,14 +10,13 @@ Precisions: ``"float32"``, ``"bfloat16"`` (OpenVINO's inference precision hint; 
 on CPUs with AMX) and ``"int8"``: NNCF's post-training quantization, calibrated on images
 given by the caller. A quantized model is kept as OpenVINO IR bytes (:class:`QuantizedIR`),
 which pickle; compiled models never do — each process compiles its own, once (a bounded
-memo, :func:`clear_openvino`).
+memo; :func:`~cnnfeatures.memo.clear_memos` forgets it).
 
 OpenVINO and NNCF are an optional extra: ``pip install "cnnfeatures[openvino]"``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import os
 import tempfile
@@ -31,7 +30,7 @@ from ..memo import Memo
 from .network import FeatureNetwork, reader_model
 
 __all__ = ["ENGINES", "ENGINE_PRECISIONS", "MAX_COMPILED", "OpenVINONetwork", "QuantizedIR",
-           "clear_openvino", "load_runtime", "quantize_reader"]
+           "load_runtime", "quantize_reader"]
 
 #: The engines of the extractor, and the precisions each computes in.
 ENGINES = ("keras", "openvino")
@@ -68,10 +67,6 @@ class QuantizedIR:
     outputs: tuple[tuple[str, str], ...]
     names: tuple[str, ...]
 
-    @property
-    def digest(self) -> str:
-        return hashlib.sha256(self.xml + self.weights).hexdigest()[:16]
-
     def model(self):
         ov = load_runtime()
         return ov.Core().read_model(self.xml.decode(), ov.Tensor(
@@ -101,9 +96,7 @@ def quantize_reader(net: FeatureNetwork, outputs: Sequence[tuple[str, str]],
         Preprocessed batches ``(1, h, w, 3)`` (``net.preprocess``), in a fixed order: the
         same batches give the same model.
     """
-    load_runtime("openvino")
-    nncf = load_runtime("nncf")
-    ov = load_runtime()
+    ov, nncf = load_runtime(), load_runtime("nncf")
     model, names = _converted(net, outputs)
     quantized = nncf.quantize(model, nncf.Dataset(list(calibration)),
                               subset_size=len(calibration))
@@ -143,10 +136,8 @@ class OpenVINONetwork:
         # One compiled model per set of outputs: its tensors are read in the order asked.
         canonical = tuple(sorted(outputs))
         key = (self.precision, self.net.fingerprint, canonical)
-        with COMPILED.locked():
-            if key not in COMPILED:
-                COMPILED.put(key, self._compile(canonical))
-            compiled, canonical_names = COMPILED.get(key)
+        compiled, canonical_names = COMPILED.get_or_compute(
+            key, lambda: self._compile(canonical))
         names = [dict(zip(canonical, canonical_names))[output] for output in outputs]
 
         def read(batch: np.ndarray) -> list[np.ndarray]:
@@ -166,8 +157,3 @@ class OpenVINONetwork:
         return ov.Core().compile_model(model, "CPU", {
             "PERFORMANCE_HINT": "LATENCY",
             "INFERENCE_PRECISION_HINT": _HINTS[self.engine_precision]}), names
-
-
-def clear_openvino() -> None:
-    """Forget every compiled OpenVINO model of this process."""
-    COMPILED.clear()

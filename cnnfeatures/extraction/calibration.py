@@ -70,13 +70,12 @@ def calibrate(settings: ExtractionSettings, card: NetworkCard, sources: Sequence
     outputs = tuple(sorted(ForwardPlan.of(replace(card, precision=settings.label),
                                           lambda: None, settings.layers, settings.pooling,
                                           settings.sides).outputs))
-    key = (card.fingerprint, identity, outputs)
-    with QUANTIZED.locked():
-        if key not in QUANTIZED:
-            net = settings.network(verbose=verbose)
-            announce(f"quantizing {settings.backbone} to int8 on {len(sources)} "
-                     f"calibration images at side {side}", verbose)
-            batches = [net.preprocess(load_image(source, side, name=image_name(source, i))
-                                      [None]) for i, source in enumerate(sources)]
-            QUANTIZED.put(key, quantize_reader(net, outputs, batches))
-        return settings, QUANTIZED.get(key)
+    def quantize() -> QuantizedIR:
+        net = settings.network(verbose=verbose)
+        announce(f"quantizing {settings.backbone} to int8 on {len(sources)} calibration "
+                 f"images at side {side}", verbose)
+        batches = [net.preprocess(load_image(source, side, name=image_name(source, i))[None])
+                   for i, source in enumerate(sources)]
+        return quantize_reader(net, outputs, batches)
+
+    return settings, QUANTIZED.get_or_compute((card.fingerprint, identity, outputs), quantize)
