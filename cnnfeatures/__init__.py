@@ -26,6 +26,8 @@ _EXPORTS = {
     "PATIENT_PATTERNS": "datasets",
     "load_image_folder": "datasets",
     "LocalDescriptors": "descriptors",
+    "SeedEnsembleClassifier": "ensemble",
+    "TestTimeAugmentationClassifier": "ensemble",
     "CNNFeatureExtractor": "extraction",
     "scale_side": "extraction",
     "ImageLoadError": "images",
@@ -57,6 +59,10 @@ if TYPE_CHECKING:  # static analysers and IDEs see the names as plain re-exports
     )
     from .descriptors import (
         LocalDescriptors as LocalDescriptors,
+    )
+    from .ensemble import (
+        SeedEnsembleClassifier as SeedEnsembleClassifier,
+        TestTimeAugmentationClassifier as TestTimeAugmentationClassifier,
     )
     from .extraction import (
         CNNFeatureExtractor as CNNFeatureExtractor,

@@ -136,8 +136,8 @@ class LabelShiftAdapter(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        inner = self.estimator.__sklearn_tags__()
-        tags.input_tags = inner.input_tags
+        if hasattr(self.estimator, "__sklearn_tags__"):  # else fit names the bad estimator
+            tags.input_tags = self.estimator.__sklearn_tags__().input_tags
         return tags
 
     @_fit_context(prefer_skip_nested_validation=False)

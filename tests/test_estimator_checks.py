@@ -4,6 +4,8 @@ scikit-learn's full suite where it applies (VLADEncoder, in test_vlad.py)."""
 import numpy as np
 import pytest
 from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.linear_model import LogisticRegression, SGDClassifier
+from sklearn.pipeline import make_pipeline
 
 from cnnfeatures import (
     CLAHETransformer,
@@ -11,6 +13,8 @@ from cnnfeatures import (
     FineTunedCNNClassifier,
     HybridSepConvClassifier,
     ImageAugmenter,
+    SeedEnsembleClassifier,
+    TestTimeAugmentationClassifier,
     VLADEncoder,
 )
 from cnnfeatures.estimator_checks import (
@@ -24,6 +28,7 @@ RNG = np.random.default_rng(0)
 IMAGES = RNG.integers(0, 255, (8, 32, 32, 3), dtype=np.uint8)
 LABELS = np.array([0, 1] * 4)
 DESCRIPTORS = [RNG.normal(size=(20, 6)).astype(np.float32) for _ in range(8)]
+FIXED = dict(backbone="vgg16", layer="block2_pool", pooling="mean", weights=None)
 KERAS = dict(backbone="vgg16", weights=None, input_side=32, head_units=(8, 4),
              max_epochs=2, validation_fraction=0.5, random_state=0)
 
@@ -35,6 +40,12 @@ ESTIMATORS = [  # (estimator, X, whether fit learns from the images)
     (ImageAugmenter(n_copies=1, random_state=0), IMAGES, None),
     (FineTunedCNNClassifier(**KERAS), IMAGES, None),
     (HybridSepConvClassifier(filters=8, **KERAS), IMAGES, None),
+    (TestTimeAugmentationClassifier(make_pipeline(CNNFeatureExtractor(**FIXED),
+                                                  LogisticRegression()),
+                                    views=["identity", "hflip", "crop_center"]), IMAGES, None),
+    (SeedEnsembleClassifier(make_pipeline(CNNFeatureExtractor(**FIXED),
+                                          SGDClassifier(loss="log_loss")),
+                            n_members=2, random_state=0), IMAGES, None),
 ]
 CASES = [pytest.param(est, X, check, id=f"{type(est).__name__}-{name}")
          for est, X, learns in ESTIMATORS
