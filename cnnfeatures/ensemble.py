@@ -124,9 +124,11 @@ def _inner_tags(meta, tags):
 
 
 def _mean_proba(probas) -> np.ndarray:
-    total = None
-    for count, proba in enumerate(probas, start=1):
+    """The mean of posteriors arriving one array at a time (only a running sum is kept)."""
+    total, count = None, 0
+    for proba in probas:
         total = np.asarray(proba, dtype=np.float64) if total is None else total + proba
+        count += 1
     return total / count
 
 

@@ -15,8 +15,12 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from cnnfeatures import CNNFeatureExtractor, SeedEnsembleClassifier, TestTimeAugmentationClassifier
-from cnnfeatures import ensemble
+from cnnfeatures import (
+    CNNFeatureExtractor,
+    SeedEnsembleClassifier,
+    TestTimeAugmentationClassifier,
+    ensemble,
+)
 from cnnfeatures.ensemble import VIEWS, view_image
 
 
