@@ -36,6 +36,7 @@ _EXPORTS = {
     "FineTunedCNNClassifier": "models",
     "HybridSepConvClassifier": "models",
     "CLAHETransformer": "preprocessing",
+    "RegionCropper": "regions",
     "LabelShiftAdapter": "shift",
     "VLADEncoder": "vlad",
 }
@@ -79,6 +80,9 @@ if TYPE_CHECKING:  # static analysers and IDEs see the names as plain re-exports
     )
     from .preprocessing import (
         CLAHETransformer as CLAHETransformer,
+    )
+    from .regions import (
+        RegionCropper as RegionCropper,
     )
     from .shift import (
         LabelShiftAdapter as LabelShiftAdapter,

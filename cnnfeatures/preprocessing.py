@@ -10,9 +10,9 @@ from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from .images import (
+    ImageStepMixin,
     TransientImage,
     check_image_sources,
-    image_input_tags,
     image_name,
     load_image_native,
     transient,
@@ -122,7 +122,8 @@ def clahe(image: np.ndarray, clip_limit: float = 2.0, tile_grid_size=(8, 8),
     return np.rint(np.clip(rgb, 0.0, 1.0) * 65535.0).astype(np.uint16)
 
 
-class CLAHETransformer(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
+class CLAHETransformer(ImageStepMixin, TransformerMixin, BaseEstimator,
+                       auto_wrap_output_keys=None):
     """Contrast-limited adaptive histogram equalisation of images (report §4.5).
 
     Takes image sources (paths or arrays) and returns equalised image arrays of the same
@@ -162,12 +163,6 @@ class CLAHETransformer(TransformerMixin, BaseEstimator, auto_wrap_output_keys=No
         self.clip_limit = clip_limit
         self.tile_grid_size = tile_grid_size
         self.color_mode = color_mode
-
-    def __sklearn_tags__(self):
-        tags = image_input_tags(super().__sklearn_tags__())
-        tags.requires_fit = False
-        tags.target_tags.required = False
-        return tags
 
     def _checked_tiles(self) -> tuple[int, int]:
         tiles = tuple(self.tile_grid_size)
@@ -214,20 +209,3 @@ class CLAHETransformer(TransformerMixin, BaseEstimator, auto_wrap_output_keys=No
             # An augmented copy stays transient: its equalised pixels are new content too.
             out.append(transient(equalised) if isinstance(s, TransientImage) else equalised)
         return out
-
-    def get_feature_names_out(self, input_features=None):
-        """Image steps have no feature names of their own: ``input_features`` as given."""
-        return input_features
-
-    def set_output(self, *, transform=None):
-        """Accept a pipeline's output container; images are returned as a list whatever it
-        is (only feature steps make DataFrames).
-
-        Returns
-        -------
-        self : CLAHETransformer
-        """
-        if transform not in (None, "default", "pandas", "polars"):
-            raise ValueError(f"transform must be 'default', 'pandas', 'polars' or None, got "
-                             f"{transform!r}")
-        return self

@@ -18,7 +18,7 @@ FLOORS = {
     "instrumentation": 5,
     "descriptors": 6, "extraction": 6, "vlad": 6,
     "preprocessing": 7, "augmentation": 7, "distributed": 7, "shift": 7,
-    "ensemble": 7,
+    "ensemble": 7, "regions": 7,
     "models": 8,
     "explain": 9, "estimator_checks": 9,
     "report": 10,

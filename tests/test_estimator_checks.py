@@ -13,6 +13,7 @@ from cnnfeatures import (
     FineTunedCNNClassifier,
     HybridSepConvClassifier,
     ImageAugmenter,
+    RegionCropper,
     SeedEnsembleClassifier,
     TestTimeAugmentationClassifier,
     VLADEncoder,
@@ -37,6 +38,7 @@ ESTIMATORS = [  # (estimator, X, whether fit learns from the images)
                          weights=None), IMAGES, False),  # a fixed network
     (VLADEncoder(k=2, pca_components=4, random_state=0), DESCRIPTORS, None),
     (CLAHETransformer(), IMAGES, None),
+    (RegionCropper(region="center"), IMAGES, None),
     (ImageAugmenter(n_copies=1, random_state=0), IMAGES, None),
     (FineTunedCNNClassifier(**KERAS), IMAGES, None),
     (HybridSepConvClassifier(filters=8, **KERAS), IMAGES, None),
