@@ -190,12 +190,14 @@ def layer_panel(estimator, image, layers: Sequence[str] | None = None, target=No
     """Grad-CAM overlays of one image for several layers side by side (Figures 24–28).
 
     ``layers`` defaults to the backbone's pooled block outputs (``block1_pool`` …
-    ``block5_pool`` for VGG) that the model has. The first tile is the image itself.
+    ``block5_pool`` for VGG) that the model has. The first tile is the image as the
+    network sees it: after the pipeline's image steps (a :class:`~cnnfeatures.RegionCropper`'s
+    cut, CLAHE), the picture the heatmaps are computed on.
     """
     scorer = scorer_for(estimator)
     if layers is None:
         layers = scorer.panel_layers()
-    picture = load_image(image)
+    (picture,) = _images(scorer, check_image_sources([image]))
     tiles = [np.uint8(np.rint(resize_square(picture, side)))]
     for layer in layers:
         (heat,) = grad_cam(estimator, [image], layer=layer, target=target)

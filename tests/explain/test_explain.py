@@ -125,6 +125,22 @@ def test_integrated_gradients_and_pictures(pipeline, finetuned, squares):
     assert panel.shape == (32, 96, 3)
 
 
+def test_panel_of_a_cropping_pipeline_shows_the_cut(squares):
+    from sklearn.svm import LinearSVC
+
+    from cnnfeatures import RegionCropper
+
+    X, y, _ = squares
+    model = make_pipeline(RegionCropper(region="center", fraction=0.5),
+                          CNNFeatureExtractor(backbone="vgg16", weights=None,
+                                              layer="block3_pool", cache=False),
+                          LinearSVC()).fit(X[:8], y[:8])
+    (heat,) = grad_cam(model, X[:1], layer="block2_pool")
+    assert heat.shape == (32, 32)  # the cut's size, not the image's
+    panel = layer_panel(model, X[0], layers=["block2_pool"], side=32)
+    np.testing.assert_array_equal(panel[:, :32], X[0, 16:48, 16:48])  # the cut, unscaled
+
+
 def test_cli_explain_writes_overlays(pipeline, squares, tmp_path):
     import joblib
     from PIL import Image
