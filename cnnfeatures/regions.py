@@ -12,7 +12,7 @@ Two classical regions, no training and no extra dependency (OpenCV):
   opening that cuts thin bridges (a marker touching the body), and the largest connected
   component — the thorax in front of an X-ray's dark background (``polarity="bright"``),
   a lesion darker than the skin around it (``polarity="dark"``). ``mode="mask"`` also
-  blacks out what lies outside that component inside its box.
+  blacks out what lies outside that component's convex hull inside its box.
 - ``region="center"``: a centred box keeping ``fraction`` of each side — the borders of
   the picture, where markers and letters sit, leave it.
 
@@ -87,7 +87,7 @@ def foreground_region(image: np.ndarray, polarity: str = "bright", margin: float
     -------
     (box, mask) or None
         ``box`` is ``(top, left, bottom, right)``; ``mask`` a boolean image, ``True`` on
-        the component with its holes filled.
+        the component's convex hull.
 
     Examples
     --------
@@ -111,9 +111,10 @@ def foreground_region(image: np.ndarray, polarity: str = "bright", margin: float
     largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
     if stats[largest, cv2.CC_STAT_AREA] < min_area * gray.size:
         return None
-    contours, _ = cv2.findContours((labels == largest).astype(np.uint8),
-                                   cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    filled = cv2.drawContours(np.zeros(gray.shape, np.uint8), contours, -1, 1, cv2.FILLED)
+    # The mask is the component's convex hull: a thorax's dark lungs that open onto the
+    # picture's edge are not holes of the bright component, but lie inside its hull.
+    points = cv2.findNonZero((labels == largest).astype(np.uint8))
+    filled = cv2.fillConvexPoly(np.zeros(gray.shape, np.uint8), cv2.convexHull(points), 1)
     x, y, w, h = (int(v) for v in stats[largest, :4])
     pad_h, pad_w = round(gray.shape[0] * margin), round(gray.shape[1] * margin)
     box = (max(0, y - pad_h), max(0, x - pad_w), min(gray.shape[0], y + h + pad_h),
@@ -157,8 +158,8 @@ class RegionCropper(ImageStepMixin, TransformerMixin, BaseEstimator,
     region : {"foreground", "center"}, default="foreground"
         The largest bright (or dark) component, or a centred box.
     mode : {"crop", "mask"}, default="crop"
-        ``"mask"`` (foreground only) also blacks out what lies outside the component
-        inside its box.
+        ``"mask"`` (foreground only) also blacks out what lies outside the component's
+        convex hull inside its box (markers, letters, the detector's edge).
     polarity : {"bright", "dark"}, default="bright"
         Foreground: whether the region is brighter or darker than its surroundings.
     margin : float, default=0.02

@@ -9,7 +9,8 @@ differ by one lever at a time (docs/results.md, "Levers against the shift"):
   two-class sets only);
 - test-time views (``TestTimeAugmentationClassifier``: identity, left-right flip, centre
   crop);
-- the region of interest (``RegionCropper``, the largest bright or dark component);
+- the region of interest (``RegionCropper(mode="mask")``: the largest bright or dark
+  component's box, what lies outside its convex hull blacked out);
 - a second backbone (Xception) and the soft vote of both (``VotingClassifier``);
 - everything together.
 
@@ -57,7 +58,7 @@ def build_rows(args, train) -> dict:
     )
     from cnnfeatures.extraction.calibration import calibration_sources
 
-    cropper = RegionCropper(polarity=args.polarity)
+    cropper = RegionCropper(mode="mask", polarity=args.polarity)
     fixed = calibration_sources(list(train.filenames), 300)  # one int8 calibration per input
     cropped = cropper.transform(fixed)
 
