@@ -118,14 +118,16 @@ def main() -> None:
         start = time.time()
         model.fit(list(train.filenames), train.target)
         proba = model.predict_proba(list(test.filenames))  # one pass over the test images
+        label = name
         if hasattr(model, "best_threshold_"):  # the tuned threshold decides, not 0.5
             predicted = (proba[:, 1] >= model.best_threshold_).astype(int)
+            label += f" (threshold {model.best_threshold_:.2f})"
         else:
             predicted = np.argmax(proba, axis=1)
         r = evaluation_record(test.target, predicted, proba[:, 1] if len(names) == 2 else proba,
                               names=names)
         recalls = ", ".join(f"{r[f'recall {n}']:.3f}" for n in names)
-        print(f"| {name} | {r['accuracy']:.3f} [{r['accuracy_low']:.3f}, "
+        print(f"| {label} | {r['accuracy']:.3f} [{r['accuracy_low']:.3f}, "
               f"{r['accuracy_high']:.3f}] | {r['balanced_accuracy']:.3f} | {recalls} | "
               f"{r.get('roc_auc', float('nan')):.3f} | {(time.time() - start) / 60:.1f} |",
               flush=True)
