@@ -246,7 +246,7 @@ class TestTimeAugmentationClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEs
         return self.classes_[np.argmax(proba, axis=1)]
 
 
-def random_state_keys(estimator) -> list[str]:
+def _random_state_keys(estimator) -> list[str]:
     """The parameters named ``random_state`` in an estimator and its nested estimators."""
     return [key for key in estimator.get_params(deep=True)
             if key == "random_state" or key.endswith("__random_state")]
@@ -327,7 +327,7 @@ class SeedEnsembleClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator)
         -------
         self : SeedEnsembleClassifier
         """
-        keys = random_state_keys(self.estimator)
+        keys = _random_state_keys(self.estimator)
         if not keys:
             raise ValueError(
                 f"estimator: {type(self.estimator).__name__} has no random_state parameter, "
