@@ -20,6 +20,7 @@ from cnnfeatures import (
     SeedEnsembleClassifier,
     TestTimeAugmentationClassifier,
     ensemble,
+    load_image,
 )
 from cnnfeatures.ensemble import VIEWS, view_image
 
@@ -28,7 +29,7 @@ def left_minus_right(X):
     """One feature that a left-right flip negates: the left half's mean minus the right's."""
     rows = []
     for x in X:
-        x = np.asarray(x, dtype=float)
+        x = load_image(x)  # a path or an array
         half = x.shape[1] // 2
         rows.append([x[:, :half].mean() - x[:, -half:].mean()])
     return np.array(rows)
@@ -188,3 +189,16 @@ def test_a_soft_vote_of_two_image_pipelines_takes_paths(image_files):
                                                  random_state=0)])
 def test_scikit_learn_conventions(estimator, check):
     check(estimator)
+
+
+def test_views_of_a_pandas_column_of_paths(tmp_path, rng):
+    pd = pytest.importorskip("pandas")
+    images, labels = sided_images(rng, n=8)
+    paths = []
+    for i, image in enumerate(images):
+        Image.fromarray(image).save(tmp_path / f"{i}.png")
+        paths.append(str(tmp_path / f"{i}.png"))
+    column = pd.Series(paths, name="path")
+    tta = TestTimeAugmentationClassifier(sided_model(), views=["identity", "hflip"])
+    tta.fit(column, labels)
+    np.testing.assert_allclose(tta.predict_proba(column), tta.predict_proba(images))

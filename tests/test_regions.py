@@ -115,3 +115,17 @@ def test_in_a_pipeline_before_the_extractor(tiny_backbone):
     # than on the whole picture, so its mean level is nearer the body's.
     whole = pipe[-1].transform(images)
     assert (features.mean(axis=1) > whole.mean(axis=1)).all()
+
+
+def test_a_pandas_column_of_paths(tmp_path):
+    pd = pytest.importorskip("pandas")
+    paths = []
+    for i, level in enumerate((150, 200)):
+        path = tmp_path / f"chest{i}.png"
+        Image.fromarray(chest(level=level)).save(path)
+        paths.append(str(path))
+    frame = pd.DataFrame({"path": paths, "label": [0, 1]})
+    from_column = RegionCropper(mode="mask").fit_transform(frame["path"])
+    from_list = RegionCropper(mode="mask").fit_transform(paths)
+    for a, b in zip(from_column, from_list):
+        np.testing.assert_array_equal(a, b)
