@@ -194,10 +194,11 @@ def test_memory_is_stable_over_consecutive_fits(task):
 
     X, y = task
     rss = []
-    for _ in range(10):  # VGG-16: a model kept alive would hold 59 MB of weights
+    for _ in range(6):  # VGG-16: a model kept alive would hold 59 MB of weights
         small(backbone="vgg16", max_epochs=1).fit(X, y)
         rss.append(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-    assert rss[-1] - rss[2] < 150  # MiB: no model or graph kept alive between fits
+    # MiB: no model or graph kept alive between fits (three kept would be 177 MiB more).
+    assert rss[-1] - rss[2] < 150
 
 
 API_CHECKS = [
