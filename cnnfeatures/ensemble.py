@@ -33,7 +33,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval
 from sklearn.utils.validation import check_is_fitted
 
-from .images import TransientImage, check_image_sources, image_name, load_image_native, transient
+from .images import check_image_sources, map_native_images
 
 __all__ = ["VIEWS", "SeedEnsembleClassifier", "TestTimeAugmentationClassifier", "view_image"]
 
@@ -114,6 +114,13 @@ def _resolve_views(views, crop_fraction: float) -> list[tuple[str, Callable | No
             raise ValueError(f"views: unknown view {view!r}; expected one of {list(VIEWS)} "
                              f"or a callable taking and returning an image array")
     return resolved
+
+
+def _view(sources: list, function: Callable | None, start: int) -> list:
+    """One view of each source; the identity passes the sources through undecoded."""
+    if function is None:
+        return sources
+    return map_native_images(sources, lambda image, _name: function(image), start)
 
 
 def _inner_tags(meta, tags):
@@ -212,11 +219,6 @@ class TestTimeAugmentationClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEs
         self.classes_ = self.estimator_.classes_
         return self
 
-    def _view_of(self, function: Callable, source, index: int):
-        image = function(load_image_native(source, name=image_name(source, index)))
-        # A view of an augmented copy is new content too: caches must not keep it.
-        return transient(image) if isinstance(source, TransientImage) else image
-
     def predict_proba(self, X) -> np.ndarray:
         """The estimator's posteriors, averaged over the views of each image.
 
@@ -234,9 +236,7 @@ class TestTimeAugmentationClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEs
         for start in range(0, len(sources), CHUNK):
             chunk = [sources[i] for i in range(start, min(start + CHUNK, len(sources)))]
             chunks.append(_mean_proba(
-                self.estimator_.predict_proba(
-                    chunk if function is None else
-                    [self._view_of(function, s, start + i) for i, s in enumerate(chunk)])
+                self.estimator_.predict_proba(_view(chunk, function, start))
                 for _, function in self.views_))
         return np.concatenate(chunks)
 

@@ -9,14 +9,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from .images import (
-    ImageStepMixin,
-    TransientImage,
-    check_image_sources,
-    image_name,
-    load_image_native,
-    transient,
-)
+from .images import ImageStepMixin, check_image_sources, map_native_images
 
 __all__ = ["CLAHETransformer", "check_tile_size", "clahe"]
 
@@ -200,12 +193,5 @@ class CLAHETransformer(ImageStepMixin, TransformerMixin, BaseEstimator,
         """
         self._validate_params()
         tiles = self._checked_tiles()
-        sources = check_image_sources(X)
-        out = []
-        for i, s in enumerate(sources):
-            name = image_name(s, i)
-            equalised = clahe(load_image_native(s, name=name), self.clip_limit, tiles,
-                              self.color_mode, name=name)
-            # An augmented copy stays transient: its equalised pixels are new content too.
-            out.append(transient(equalised) if isinstance(s, TransientImage) else equalised)
-        return out
+        return map_native_images(check_image_sources(X), lambda image, name: clahe(
+            image, self.clip_limit, tiles, self.color_mode, name=name))

@@ -29,14 +29,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from .images import (
-    ImageStepMixin,
-    TransientImage,
-    check_image_sources,
-    image_name,
-    load_image_native,
-    transient,
-)
+from .images import ImageStepMixin, check_image_sources, map_native_images
 
 __all__ = ["RegionCropper", "RegionWarning", "center_box", "foreground_region",
            "region_overlay"]
@@ -236,16 +229,16 @@ class RegionCropper(ImageStepMixin, TransformerMixin, BaseEstimator,
         if self.mode == "mask" and self.region != "foreground":
             raise ValueError(f"mode='mask' needs region='foreground' (a centred box has no "
                              f"shape to mask), got region={self.region!r}")
-        out, whole = [], []
-        for i, source in enumerate(check_image_sources(X)):
-            image = load_image_native(source, name=image_name(source, i))
-            cut = self._cut(image)
-            if cut is None:
-                whole.append(image_name(source, i))
-                cut = image
-            cut = np.ascontiguousarray(cut)
-            # A cut of an augmented copy is new content too: caches must not keep it.
-            out.append(transient(cut) if isinstance(source, TransientImage) else cut)
+        whole = []
+
+        def cut(image: np.ndarray, name: str) -> np.ndarray:
+            region = self._cut(image)
+            if region is None:
+                whole.append(name)
+                return image
+            return region
+
+        out = map_native_images(check_image_sources(X), cut)
         if whole:
             warnings.warn(f"RegionCropper: no {self.polarity} region covering at least "
                           f"{self.min_area:.0%} of the image in {len(whole)} of {len(out)} "

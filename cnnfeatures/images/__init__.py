@@ -50,7 +50,6 @@ from .sources import (
     IMAGE_EXTENSIONS,
     ImageLoadError,
     ImageSource,
-    ImageStepMixin,
     LowBitDepthWarning,
     TransientImage,
     check_image_sources,
@@ -63,6 +62,7 @@ from .sources import (
     read_image_bytes,
     transient,
 )
+from .steps import ImageStepMixin, map_native_images
 
 __all__ = [
     "DEFAULT_MAX_IMAGE_BYTES",
@@ -78,6 +78,7 @@ __all__ = [
     "has_dicom_marker",
     "image_digest",
     "ImageStepMixin",
+    "map_native_images",
     "image_input_tags",
     "image_name",
     "is_image_file",

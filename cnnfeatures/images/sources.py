@@ -67,38 +67,6 @@ def image_input_tags(tags):
     return tags
 
 
-class ImageStepMixin:
-    """What every image-to-image step shares (CLAHE, region cropping): image inputs, no
-    fit needed, no labels, and a pass-through place in a pipeline's ``set_output`` and
-    ``get_feature_names_out`` (only feature steps make DataFrames or name columns).
-
-    Put it before ``TransformerMixin`` and ``BaseEstimator`` in the bases.
-    """
-
-    def __sklearn_tags__(self):
-        tags = image_input_tags(super().__sklearn_tags__())
-        tags.requires_fit = False
-        tags.target_tags.required = False
-        return tags
-
-    def get_feature_names_out(self, input_features=None):
-        """Image steps have no feature names of their own: ``input_features`` as given."""
-        return input_features
-
-    def set_output(self, *, transform=None):
-        """Accept a pipeline's output container; images are returned as a list whatever it
-        is (only feature steps make DataFrames).
-
-        Returns
-        -------
-        self : estimator
-        """
-        if transform not in (None, "default", "pandas", "polars"):
-            raise ValueError(f"transform must be 'default', 'pandas', 'polars' or None, got "
-                             f"{transform!r}")
-        return self
-
-
 def image_name(source: ImageSource, index: int | None = None) -> str:
     """Name a source in messages: its path, or ``X[index]`` for an array."""
     if isinstance(source, (str, os.PathLike)):
