@@ -14,7 +14,7 @@ activations cached in ``--cache-dir``), so each member costs minutes. Prediction
 arg-max of the averaged posteriors; nothing is chosen on test labels.
 
 Usage: python examples/seed_ensemble.py --data ../shared/data/chest_xray
-       [--group-pattern chest_xray] [--members 5] [--cache-dir DIR]
+       [--group-pattern chest_xray] [--members 3] [--cache-dir DIR]
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True, help="<data>/{train,test}/<class>/<image>")
     parser.add_argument("--group-pattern", help="patients or slides to keep whole")
-    parser.add_argument("--members", type=int, default=5)
+    parser.add_argument("--members", type=int, default=3)
     parser.add_argument("--weights", default=str(SHARED / "weights" /
                                                  "vgg16_notop_imagenet.weights.h5"))
     parser.add_argument("--cache-dir", default=True,
