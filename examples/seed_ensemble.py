@@ -7,9 +7,9 @@ scores the ``test/`` split: every member alone, the members' mean ± sd, the ens
 (``TestTimeAugmentationClassifier``: identity, left-right flip, centre crop).
 
 The network is Table 10's frozen-base row under the ``cpu`` budget (docs/results.md):
-VGG-16's ImageNet convolutional base frozen, the report's fc head trained (4096-4096, new
-weights) at 1e-4, classes weighted, early stopping on a fifth of train (patient-grouped
-with ``--group-pattern``), at most 40 epochs. The frozen base runs once per image (its
+VGG-16's ImageNet convolutional base frozen, Figure 21's dropout head (1024-512) trained at
+1e-4, classes weighted, early stopping on a fifth of train (patient-grouped with
+``--group-pattern``), at most 40 epochs. The frozen base runs once per image (its
 activations cached in ``--cache-dir``), so each member costs minutes. Predictions are the
 arg-max of the averaged posteriors; nothing is chosen on test labels.
 
@@ -55,9 +55,9 @@ def main() -> None:
     test = load_image_folder(args.data, split="test")
     names = list(train.target_names)
     network = FineTunedCNNClassifier(
-        backbone="vgg16", weights=args.weights, frozen=("blocks",), head="original",
-        learning_rate=1e-4, max_epochs=40, patience=4, class_weight="balanced",
-        validation_fraction=0.2, cache_frozen=args.cache_dir)
+        backbone="vgg16", weights=args.weights, frozen=("blocks",), learning_rate=1e-4,
+        max_epochs=40, patience=4, class_weight="balanced", validation_fraction=0.2,
+        cache_frozen=args.cache_dir)
     ensemble = TestTimeAugmentationClassifier(
         SeedEnsembleClassifier(network, n_members=args.members, random_state=0),
         views=list(VIEWS))
