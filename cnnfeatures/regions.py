@@ -199,7 +199,13 @@ class RegionCropper(ImageStepMixin, TransformerMixin, BaseEstimator,
         -------
         self : RegionCropper
         """
+        self._check_mode()
         return self
+
+    def _check_mode(self) -> None:
+        if self.mode == "mask" and self.region != "foreground":
+            raise ValueError(f"mode='mask' needs region='foreground' (a centred box has no "
+                             f"shape to mask), got region={self.region!r}")
 
     def _cut(self, image: np.ndarray) -> np.ndarray | None:
         if self.region == "center":
@@ -225,10 +231,8 @@ class RegionCropper(ImageStepMixin, TransformerMixin, BaseEstimator,
         images : list of ndarray
             ``uint8`` or ``uint16`` arrays.
         """
-        self._validate_params()
-        if self.mode == "mask" and self.region != "foreground":
-            raise ValueError(f"mode='mask' needs region='foreground' (a centred box has no "
-                             f"shape to mask), got region={self.region!r}")
+        self._validate_params()  # stateless: transform works without fit
+        self._check_mode()
         whole = []
 
         def cut(image: np.ndarray, name: str) -> np.ndarray:

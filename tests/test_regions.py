@@ -89,8 +89,9 @@ def test_center_region_and_bad_combinations():
     out = RegionCropper(region="center", fraction=0.5).fit_transform([np.zeros((40, 60, 3),
                                                                                np.uint8)])
     assert out[0].shape == (20, 30, 3)
-    with pytest.raises(ValueError, match="mode='mask' needs region='foreground'"):
-        RegionCropper(region="center", mode="mask").fit_transform([chest()])
+    for call in ("fit", "fit_transform"):
+        with pytest.raises(ValueError, match="mode='mask' needs region='foreground'"):
+            getattr(RegionCropper(region="center", mode="mask"), call)([chest()])
     with pytest.raises(ValueError, match="'margin' parameter"):
         RegionCropper(margin=0.7).fit([chest()])
 
