@@ -33,7 +33,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval
 from sklearn.utils.validation import check_is_fitted
 
-from .images import check_image_sources, map_native_images
+from .images import check_image_sources, map_native_images, wrapped_input_tags
 
 __all__ = ["VIEWS", "SeedEnsembleClassifier", "TestTimeAugmentationClassifier", "view_image"]
 
@@ -123,13 +123,6 @@ def _view(sources: list, function: Callable | None, start: int) -> list:
     return map_native_images(sources, lambda image, _name: function(image), start)
 
 
-def _inner_tags(meta, tags):
-    """A meta-estimator takes what its estimator takes: images, or a feature matrix."""
-    if hasattr(meta.estimator, "__sklearn_tags__"):  # else fit names the bad estimator
-        tags.input_tags = meta.estimator.__sklearn_tags__().input_tags
-    return tags
-
-
 def _mean_proba(probas) -> np.ndarray:
     """The mean of posteriors arriving one array at a time (only a running sum is kept)."""
     total, count = None, 0
@@ -204,7 +197,7 @@ class TestTimeAugmentationClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEs
         self.crop_fraction = crop_fraction
 
     def __sklearn_tags__(self):
-        return _inner_tags(self, super().__sklearn_tags__())
+        return wrapped_input_tags(super().__sklearn_tags__(), self.estimator)
 
     @_fit_context(prefer_skip_nested_validation=False)
     def fit(self, X, y, **fit_params):
@@ -317,7 +310,7 @@ class SeedEnsembleClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator)
         self.n_jobs = n_jobs
 
     def __sklearn_tags__(self):
-        return _inner_tags(self, super().__sklearn_tags__())
+        return wrapped_input_tags(super().__sklearn_tags__(), self.estimator)
 
     @_fit_context(prefer_skip_nested_validation=False)
     def fit(self, X, y, **fit_params):

@@ -31,6 +31,8 @@ from sklearn.model_selection import cross_val_predict
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
+from .images import wrapped_input_tags
+
 __all__ = ["LabelShiftAdapter", "em_priors"]
 
 
@@ -135,10 +137,7 @@ class LabelShiftAdapter(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         self.em_tol = em_tol
 
     def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        if hasattr(self.estimator, "__sklearn_tags__"):  # else fit names the bad estimator
-            tags.input_tags = self.estimator.__sklearn_tags__().input_tags
-        return tags
+        return wrapped_input_tags(super().__sklearn_tags__(), self.estimator)
 
     @_fit_context(prefer_skip_nested_validation=False)
     def fit(self, X, y, groups=None, **fit_params):
