@@ -33,7 +33,8 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval
 from sklearn.utils.validation import check_is_fitted
 
-from .images import check_image_sources, map_native_images, wrapped_input_tags
+from .images import check_image_sources, map_native_images
+from .wrapping import fit_params_for_estimator, wrapped_estimator_router, wrapped_input_tags
 
 __all__ = ["VIEWS", "SeedEnsembleClassifier", "TestTimeAugmentationClassifier", "view_image"]
 
@@ -199,6 +200,11 @@ class TestTimeAugmentationClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEs
     def __sklearn_tags__(self):
         return wrapped_input_tags(super().__sklearn_tags__(), self.estimator)
 
+    def get_metadata_routing(self):
+        """Metadata routing: ``fit``'s parameters go to ``estimator.fit``
+        (:func:`~cnnfeatures.wrapping.fit_params_for_estimator`)."""
+        return wrapped_estimator_router(self)
+
     @_fit_context(prefer_skip_nested_validation=False)
     def fit(self, X, y, **fit_params):
         """Check the views, then fit a clone of ``estimator`` on ``X`` as it is.
@@ -208,7 +214,8 @@ class TestTimeAugmentationClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEs
         self : TestTimeAugmentationClassifier
         """
         self.views_ = _resolve_views(self.views, self.crop_fraction)
-        self.estimator_ = clone(self.estimator).fit(X, y, **fit_params)
+        self.estimator_ = clone(self.estimator).fit(
+            X, y, **fit_params_for_estimator(self, fit_params))
         self.classes_ = self.estimator_.classes_
         return self
 
@@ -312,6 +319,11 @@ class SeedEnsembleClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator)
     def __sklearn_tags__(self):
         return wrapped_input_tags(super().__sklearn_tags__(), self.estimator)
 
+    def get_metadata_routing(self):
+        """Metadata routing: ``fit``'s parameters go to ``estimator.fit``
+        (:func:`~cnnfeatures.wrapping.fit_params_for_estimator`)."""
+        return wrapped_estimator_router(self)
+
     @_fit_context(prefer_skip_nested_validation=False)
     def fit(self, X, y, **fit_params):
         """Fit ``n_members`` clones of ``estimator``, each with its own seed.
@@ -330,8 +342,9 @@ class SeedEnsembleClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator)
             np.iinfo(np.int32).max, size=self.n_members)
         members = (clone(self.estimator).set_params(**dict.fromkeys(keys, int(seed)))
                    for seed in self.seeds_)
+        params = fit_params_for_estimator(self, fit_params)
         self.estimators_ = Parallel(n_jobs=self.n_jobs)(
-            delayed(_fit_member)(member, X, y, fit_params) for member in members)
+            delayed(_fit_member)(member, X, y, params) for member in members)
         self.classes_ = self.estimators_[0].classes_
         if hasattr(self.estimators_[0], "n_features_in_"):  # tabular data; images have none
             self.n_features_in_ = self.estimators_[0].n_features_in_

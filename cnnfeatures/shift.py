@@ -31,7 +31,12 @@ from sklearn.model_selection import cross_val_predict
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
-from .images import wrapped_input_tags
+from .wrapping import (
+    fit_params_for_estimator,
+    routing_enabled,
+    wrapped_estimator_router,
+    wrapped_input_tags,
+)
 
 __all__ = ["LabelShiftAdapter", "em_priors"]
 
@@ -74,6 +79,15 @@ def em_priors(proba: np.ndarray, train_priors: np.ndarray, max_iter: int = 1000,
         if done:
             break
     return priors, n_iter
+
+
+def _fold_params(groups, fit_params: dict) -> dict:
+    """``cross_val_predict``'s keywords for the folds of ``"bbse"``: with metadata routing
+    enabled it takes ``groups`` among ``params`` (and refuses the keyword), without it as
+    the keyword."""
+    if routing_enabled():
+        return {"params": {**fit_params, **({} if groups is None else {"groups": groups})}}
+    return {"groups": groups, "params": fit_params}
 
 
 class LabelShiftAdapter(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
@@ -139,6 +153,11 @@ class LabelShiftAdapter(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
     def __sklearn_tags__(self):
         return wrapped_input_tags(super().__sklearn_tags__(), self.estimator)
 
+    def get_metadata_routing(self):
+        """Metadata routing: ``fit``'s parameters go to ``estimator.fit``; ``groups``,
+        requested with ``set_fit_request(groups=True)``, to the folds of ``"bbse"``."""
+        return wrapped_estimator_router(self, consumes_own=True)
+
     @_fit_context(prefer_skip_nested_validation=False)
     def fit(self, X, y, groups=None, **fit_params):
         """Fit a clone of ``estimator``; record the training priors (and, for ``"bbse"``,
@@ -149,6 +168,7 @@ class LabelShiftAdapter(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         self : LabelShiftAdapter
         """
         y = column_or_1d(y, warn=True)
+        fit_params = fit_params_for_estimator(self, fit_params)
         self.estimator_ = clone(self.estimator).fit(X, y, **fit_params)
         self.classes_ = self.estimator_.classes_
         if hasattr(self.estimator_, "n_features_in_"):  # tabular data; images have none
@@ -157,8 +177,8 @@ class LabelShiftAdapter(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         self.confusion_ = None
         if self.method == "bbse":
             # Predictions as predict_proba's arg-max, as the target's are read (one pass).
-            proba = cross_val_predict(clone(self.estimator), X, y, groups=groups, cv=self.cv,
-                                      params=fit_params, method="predict_proba")
+            proba = cross_val_predict(clone(self.estimator), X, y, cv=self.cv,
+                                      method="predict_proba", **_fold_params(groups, fit_params))
             predicted = self.classes_[np.argmax(proba, axis=1)]
             self.confusion_ = np.array([[np.mean((predicted == ci) & (y == cj))
                                          for cj in self.classes_] for ci in self.classes_])

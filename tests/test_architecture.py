@@ -11,6 +11,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "cnnfeatures"
 #: Floor of each top-level module or subpackage of cnnfeatures (docs/architecture.md).
 FLOORS = {
     "config": 0, "memo": 0, "version": 0, "backend": 0, "messages": 0, "devices": 0,
+    "wrapping": 0,
     "images": 1,
     "targets": 2, "datasets": 2,
     "backbones": 3,

@@ -61,7 +61,6 @@ from .sources import (
     pixels,
     read_image_bytes,
     transient,
-    wrapped_input_tags,
 )
 from .steps import ImageStepMixin, map_native_images
 
@@ -92,5 +91,4 @@ __all__ = [
     "resize_square",
     "to_rgb_float",
     "transient",
-    "wrapped_input_tags",
 ]

@@ -67,15 +67,6 @@ def image_input_tags(tags):
     return tags
 
 
-def wrapped_input_tags(tags, estimator):
-    """``tags`` of a meta-estimator with the input tags of the ``estimator`` it wraps (it
-    takes what that one takes: images, or a feature matrix); unchanged when ``estimator``
-    has no tags, so that ``fit`` names a bad one."""
-    if hasattr(estimator, "__sklearn_tags__"):
-        tags.input_tags = estimator.__sklearn_tags__().input_tags
-    return tags
-
-
 def image_name(source: ImageSource, index: int | None = None) -> str:
     """Name a source in messages: its path, or ``X[index]`` for an array."""
     if isinstance(source, (str, os.PathLike)):

@@ -1,0 +1,92 @@
+"""What a meta-estimator shares with the ``estimator`` it wraps: the inputs it takes and the
+metadata (``sample_weight``, ``groups``...) its ``fit`` hands on.
+
+:class:`~cnnfeatures.LabelShiftAdapter`, :class:`~cnnfeatures.TestTimeAugmentationClassifier`
+and :class:`~cnnfeatures.SeedEnsembleClassifier` wrap one estimator each. They take what it
+takes (images or a feature matrix: its input tags), and they route metadata the way
+scikit-learn's own meta-estimators do: with ``sklearn.set_config(enable_metadata_routing=True)``
+a parameter of ``fit`` reaches the steps that requested it (``set_fit_request``) through any
+depth of pipelines, votes and tuners, and one that nobody requested is an error naming it;
+without routing, every parameter goes to the wrapped estimator's ``fit`` as given.
+
+Routing matters for class weights under calibration:
+``CalibratedClassifierCV(LinearSVC(class_weight="balanced"))`` weights the classes in the
+SVM and fits its sigmoid on unweighted folds, which undoes the weighting; a
+``sample_weight`` routed to the ``CalibratedClassifierCV`` weights both (docs/shift.md).
+"""
+
+from __future__ import annotations
+
+from sklearn import get_config
+from sklearn.utils.metadata_routing import MetadataRouter, MethodMapping, process_routing
+
+
+def routing_enabled() -> bool:
+    """Whether scikit-learn's metadata routing is on
+    (``sklearn.set_config(enable_metadata_routing=True)`` or its ``config_context``)."""
+    return bool(get_config().get("enable_metadata_routing", False))
+
+
+def wrapped_input_tags(tags, estimator):
+    """``tags`` of a meta-estimator with the input tags of the ``estimator`` it wraps (it
+    takes what that one takes: images, or a feature matrix); unchanged when ``estimator``
+    has no tags, so that ``fit`` names a bad one."""
+    if hasattr(estimator, "__sklearn_tags__"):
+        tags.input_tags = estimator.__sklearn_tags__().input_tags
+    return tags
+
+
+def wrapped_estimator_router(owner, consumes_own: bool = False) -> MetadataRouter:
+    """The metadata routing of a meta-estimator whose ``fit`` fits ``owner.estimator``.
+
+    Parameters
+    ----------
+    owner : estimator with an ``estimator`` parameter
+    consumes_own : bool, default=False
+        Whether ``owner.fit`` also uses parameters of its own (``groups``), which it then
+        requests like any consumer (``owner.set_fit_request(groups=True)``).
+
+    Returns
+    -------
+    router : sklearn.utils.metadata_routing.MetadataRouter
+
+    Examples
+    --------
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from cnnfeatures import SeedEnsembleClassifier
+    >>> ensemble = SeedEnsembleClassifier(LogisticRegression())
+    >>> sorted(wrapped_estimator_router(ensemble)._route_mappings)
+    ['estimator']
+    """
+    router = MetadataRouter(owner=type(owner).__name__)
+    if consumes_own:
+        router.add_self_request(owner)
+    return router.add(estimator=owner.estimator,
+                      method_mapping=MethodMapping().add(caller="fit", callee="fit"))
+
+
+def fit_params_for_estimator(owner, params: dict) -> dict:
+    """The parameters of ``owner.fit`` that go on to ``owner.estimator.fit``.
+
+    With metadata routing enabled, those the wrapped estimator (or a step inside it)
+    requested, and scikit-learn's error naming any that nobody requested; without it,
+    every one of ``params`` as given (scikit-learn's older convention, which ``Pipeline``
+    keeps too).
+
+    Examples
+    --------
+    >>> import sklearn
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from cnnfeatures import SeedEnsembleClassifier
+    >>> params = {"sample_weight": [1.0, 2.0], "validation_data": None}
+    >>> sorted(fit_params_for_estimator(SeedEnsembleClassifier(LogisticRegression()), params))
+    ['sample_weight', 'validation_data']
+    >>> with sklearn.config_context(enable_metadata_routing=True):
+    ...     head = LogisticRegression().set_fit_request(sample_weight=True)
+    ...     sorted(fit_params_for_estimator(SeedEnsembleClassifier(head),
+    ...                                     {"sample_weight": [1.0, 2.0]}))
+    ['sample_weight']
+    """
+    if not routing_enabled():
+        return params
+    return dict(process_routing(owner, "fit", **params).estimator.fit)
