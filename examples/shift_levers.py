@@ -3,7 +3,10 @@
 Trains on a dataset's ``train/`` split and scores its ``test/`` split with pipelines that
 differ by one lever at a time (docs/results.md, "Levers against the shift"):
 
-- class weights (``LinearSVC(class_weight="balanced")``);
+- class weights: balanced ``sample_weight`` routed to the ``CalibratedClassifierCV``, which
+  weights both the SVM and its sigmoid (``LinearSVC(class_weight="balanced")`` alone weights
+  the SVM only, and the sigmoid, fitted on unweighted folds, undoes it: the
+  ``svm-weights`` row);
 - the decision threshold tuned for balanced accuracy by scikit-learn's
   ``TunedThresholdClassifierCV`` on folds of train (patient-grouped with ``--group-pattern``;
   two-class sets only);
@@ -40,13 +43,16 @@ import numpy as np
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 LAYERS = {"vgg16": "block5_pool", "xception": "block14_sepconv2_act"}
 VIEWS = ("identity", "hflip", "crop_center")
-ROWS = ("base", "balanced", "threshold", "views", "region", "xception", "vote", "all")
+ROWS = ("base", "svm-weights", "balanced", "threshold", "views", "region", "xception", "vote",
+        "all")
+WEIGHTED = ("balanced", "all")  # the rows whose fit takes balanced sample weights
 
 
 def build_rows(args, train) -> dict:
     """Every row's unfitted model, by name."""
     from sklearn.calibration import CalibratedClassifierCV
     from sklearn.ensemble import VotingClassifier
+    from sklearn.metrics import balanced_accuracy_score, make_scorer
     from sklearn.model_selection import GroupKFold, StratifiedKFold, TunedThresholdClassifierCV
     from sklearn.pipeline import make_pipeline
     from sklearn.svm import LinearSVC
@@ -62,14 +68,19 @@ def build_rows(args, train) -> dict:
     fixed = calibration_sources(list(train.filenames), 300)  # one int8 calibration per input
     cropped = cropper.transform(fixed)
 
-    def pipeline(backbone="vgg16", region=False, weighted=False):
+    def pipeline(backbone="vgg16", region=False, weights=None):
+        """weights: None, "svm" (LinearSVC's class_weight) or "sample" (fit's sample_weight,
+        to the SVM and its sigmoid)."""
         extractor = CNNFeatureExtractor(
             backbone=backbone, layer=LAYERS[backbone], pooling="mean",
             weights=str(Path(args.weights_dir) / f"{backbone}_notop_imagenet.weights.h5"),
             engine=args.engine, precision="int8" if args.engine == "openvino" else "float32",
             calibration=cropped if region else fixed, cache=args.cache_dir)
-        head = CalibratedClassifierCV(LinearSVC(class_weight="balanced" if weighted else None),
-                                      cv=3)
+        svm = LinearSVC(class_weight="balanced" if weights == "svm" else None)
+        head = CalibratedClassifierCV(svm, cv=3)
+        if weights == "sample":
+            svm.set_fit_request(sample_weight=True)
+            head.set_fit_request(sample_weight=True)
         return make_pipeline(*([cropper] if region else []), extractor, head)
 
     def tuned(model):
@@ -77,15 +88,17 @@ def build_rows(args, train) -> dict:
             folds = list(GroupKFold(3).split(train.filenames, train.target, train.groups))
         else:
             folds = StratifiedKFold(3, shuffle=True, random_state=0)
-        return TunedThresholdClassifierCV(model, scoring="balanced_accuracy", cv=folds)
+        balanced = make_scorer(balanced_accuracy_score).set_score_request(sample_weight=False)
+        return TunedThresholdClassifierCV(model, scoring=balanced, cv=folds)
 
     def vote(**kwargs):
         return VotingClassifier([(b, pipeline(b, **kwargs)) for b in LAYERS], voting="soft")
 
     binary = len(train.target_names) == 2
-    everything = TestTimeAugmentationClassifier(vote(region=True, weighted=True),
+    everything = TestTimeAugmentationClassifier(vote(region=True, weights="sample"),
                                                 views=list(VIEWS))
-    rows = {"base": pipeline(), "balanced": pipeline(weighted=True),
+    rows = {"base": pipeline(), "svm-weights": pipeline(weights="svm"),
+            "balanced": pipeline(weights="sample"),
             "threshold": tuned(pipeline()) if binary else None,
             "views": TestTimeAugmentationClassifier(pipeline(), views=list(VIEWS)),
             "region": pipeline(region=True), "xception": pipeline("xception"),
@@ -106,17 +119,24 @@ def main() -> None:
                         help="activation cache directory (default: the user cache)")
     args = parser.parse_args()
 
+    import sklearn
+    from sklearn.utils.class_weight import compute_sample_weight
+
     from cnnfeatures import load_image_folder
+
+    sklearn.set_config(enable_metadata_routing=True)  # sample_weight to the rows that ask
     from cnnfeatures.report import evaluation_record
 
     train = load_image_folder(args.data, split="train", group_pattern=args.group_pattern)
     test = load_image_folder(args.data, split="test")
     names = list(train.target_names)
+    weights = compute_sample_weight("balanced", train.target)
     print(f"| {Path(args.data).name} | accuracy [95% CI] | balanced accuracy | recall "
           f"({', '.join(names)}) | ROC AUC | minutes |\n|---|---|---|---|---|---|")
     for name, model in build_rows(args, train).items():
         start = time.time()
-        model.fit(list(train.filenames), train.target)
+        params = {"sample_weight": weights} if name in WEIGHTED else {}
+        model.fit(list(train.filenames), train.target, **params)
         proba = model.predict_proba(list(test.filenames))  # one pass over the test images
         label = name
         if hasattr(model, "best_threshold_"):  # the tuned threshold decides, not 0.5
