@@ -52,11 +52,14 @@ def wrapped_estimator_router(owner, consumes_own: bool = False) -> MetadataRoute
 
     Examples
     --------
+    >>> import sklearn
     >>> from sklearn.linear_model import LogisticRegression
     >>> from cnnfeatures import SeedEnsembleClassifier
-    >>> ensemble = SeedEnsembleClassifier(LogisticRegression())
-    >>> sorted(wrapped_estimator_router(ensemble)._route_mappings)
-    ['estimator']
+    >>> with sklearn.config_context(enable_metadata_routing=True):
+    ...     head = LogisticRegression().set_fit_request(sample_weight=True)
+    ...     router = wrapped_estimator_router(SeedEnsembleClassifier(head))
+    >>> sorted(router.consumes("fit", {"sample_weight", "groups"}))
+    ['sample_weight']
     """
     router = MetadataRouter(owner=type(owner).__name__)
     if consumes_own:

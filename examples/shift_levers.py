@@ -123,9 +123,9 @@ def main() -> None:
     from sklearn.utils.class_weight import compute_sample_weight
 
     from cnnfeatures import load_image_folder
+    from cnnfeatures.report import evaluation_record
 
     sklearn.set_config(enable_metadata_routing=True)  # sample_weight to the rows that ask
-    from cnnfeatures.report import evaluation_record
 
     train = load_image_folder(args.data, split="train", group_pattern=args.group_pattern)
     test = load_image_folder(args.data, split="test")
