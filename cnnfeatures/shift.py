@@ -27,16 +27,12 @@ from numbers import Integral, Real
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, MetaEstimatorMixin, _fit_context, clone
-from sklearn.model_selection import cross_val_predict
+from sklearn.model_selection import check_cv, cross_val_predict
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from sklearn.utils.metadata_routing import UNUSED, MethodMapping, process_routing
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
-from .wrapping import (
-    fit_params_for_estimator,
-    routing_enabled,
-    wrapped_estimator_router,
-    wrapped_input_tags,
-)
+from .wrapping import routing_enabled, wrapped_estimator_router, wrapped_input_tags
 
 __all__ = ["LabelShiftAdapter", "em_priors"]
 
@@ -81,15 +77,6 @@ def em_priors(proba: np.ndarray, train_priors: np.ndarray, max_iter: int = 1000,
     return priors, n_iter
 
 
-def _fold_params(groups, fit_params: dict) -> dict:
-    """``cross_val_predict``'s keywords for the folds of ``"bbse"``: with metadata routing
-    enabled it takes ``groups`` among ``params`` (and refuses the keyword), without it as
-    the keyword."""
-    if routing_enabled():
-        return {"params": {**fit_params, **({} if groups is None else {"groups": groups})}}
-    return {"groups": groups, "params": fit_params}
-
-
 class LabelShiftAdapter(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
     """Correct a classifier for class priors that changed, estimated on the images it
     predicts (transductive; see :mod:`cnnfeatures.shift`).
@@ -103,7 +90,8 @@ class LabelShiftAdapter(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         How the target priors are estimated.
     cv : int or cross-validation generator, default=5
         ``method="bbse"``: the folds of the cross-validated predictions behind the
-        confusion matrix (``groups`` passed to ``fit`` keep patients whole).
+        confusion matrix (with a group splitter such as ``GroupKFold``, the ``groups``
+        passed to ``fit`` keep patients whole).
     em_max_iter : int, default=1000
         ``method="em"``: iterations at most.
     em_tol : float, default=1e-8
@@ -142,6 +130,10 @@ class LabelShiftAdapter(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         "em_tol": [Interval(Real, 0, None, closed="left")],
     }
 
+    # ``groups`` is for the splitter of ``cv``, which requests it; not a parameter this
+    # estimator consumes (as in scikit-learn's RFECV).
+    __metadata_request__fit = {"groups": UNUSED}
+
     def __init__(self, estimator, method: str = "em", cv=5, em_max_iter: int = 1000,
                  em_tol: float = 1e-8):
         self.estimator = estimator
@@ -154,9 +146,11 @@ class LabelShiftAdapter(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         return wrapped_input_tags(super().__sklearn_tags__(), self.estimator)
 
     def get_metadata_routing(self):
-        """Metadata routing: ``fit``'s parameters go to ``estimator.fit``; ``groups``,
-        requested with ``set_fit_request(groups=True)``, to the folds of ``"bbse"``."""
-        return wrapped_estimator_router(self, consumes_own=True)
+        """Metadata routing: ``fit``'s parameters go to ``estimator.fit``, ``groups`` to
+        the splitter of ``cv`` (a group splitter requests it)."""
+        return wrapped_estimator_router(self).add(
+            splitter=check_cv(self.cv),
+            method_mapping=MethodMapping().add(caller="fit", callee="split"))
 
     @_fit_context(prefer_skip_nested_validation=False)
     def fit(self, X, y, groups=None, **fit_params):
@@ -168,8 +162,8 @@ class LabelShiftAdapter(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         self : LabelShiftAdapter
         """
         y = column_or_1d(y, warn=True)
-        fit_params = fit_params_for_estimator(self, fit_params)
-        self.estimator_ = clone(self.estimator).fit(X, y, **fit_params)
+        estimator_params, split_params = self._route_fit(groups, fit_params)
+        self.estimator_ = clone(self.estimator).fit(X, y, **estimator_params)
         self.classes_ = self.estimator_.classes_
         if hasattr(self.estimator_, "n_features_in_"):  # tabular data; images have none
             self.n_features_in_ = self.estimator_.n_features_in_
@@ -177,12 +171,23 @@ class LabelShiftAdapter(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         self.confusion_ = None
         if self.method == "bbse":
             # Predictions as predict_proba's arg-max, as the target's are read (one pass).
-            proba = cross_val_predict(clone(self.estimator), X, y, cv=self.cv,
-                                      method="predict_proba", **_fold_params(groups, fit_params))
+            folds = list(check_cv(self.cv, y, classifier=True).split(X, y, **split_params))
+            # fit_params as given: cross_val_predict routes them itself, aliases included.
+            proba = cross_val_predict(clone(self.estimator), X, y, cv=folds,
+                                      params=fit_params, method="predict_proba")
             predicted = self.classes_[np.argmax(proba, axis=1)]
             self.confusion_ = np.array([[np.mean((predicted == ci) & (y == cj))
                                          for cj in self.classes_] for ci in self.classes_])
         return self
+
+    def _route_fit(self, groups, fit_params: dict) -> tuple[dict, dict]:
+        """The parameters of the estimator's ``fit`` and of the splitter's ``split``: routed
+        when metadata routing is on; otherwise all of ``fit_params``, and ``groups``."""
+        if not routing_enabled():
+            return fit_params, {"groups": groups}
+        own = {} if groups is None else {"groups": groups}
+        routed = process_routing(self, "fit", **fit_params, **own)
+        return routed.estimator.fit, routed.splitter.split
 
     def estimate_priors(self, X) -> np.ndarray:
         """The class priors of the samples ``X``, estimated without their labels."""

@@ -6,8 +6,8 @@ and :class:`~cnnfeatures.SeedEnsembleClassifier` wrap one estimator each. They t
 takes (images or a feature matrix: its input tags), and they route metadata the way
 scikit-learn's own meta-estimators do: with ``sklearn.set_config(enable_metadata_routing=True)``
 a parameter of ``fit`` reaches the steps that requested it (``set_fit_request``) through any
-depth of pipelines, votes and tuners, and one that nobody requested is an error naming it;
-without routing, every parameter goes to the wrapped estimator's ``fit`` as given.
+depth of pipelines, votes and tuners, and one passed without any request is an error naming
+it; without routing, every parameter goes to the wrapped estimator's ``fit`` as given.
 
 Routing matters for class weights under calibration:
 ``CalibratedClassifierCV(LinearSVC(class_weight="balanced"))`` weights the classes in the
@@ -36,15 +36,14 @@ def wrapped_input_tags(tags, estimator):
     return tags
 
 
-def wrapped_estimator_router(owner, consumes_own: bool = False) -> MetadataRouter:
-    """The metadata routing of a meta-estimator whose ``fit`` fits ``owner.estimator``.
+def wrapped_estimator_router(owner) -> MetadataRouter:
+    """The metadata routing of a meta-estimator whose ``fit`` fits ``owner.estimator``:
+    ``fit``'s parameters go to the estimator's ``fit``; the owner's own requests (its
+    ``score``'s ``sample_weight``, set with ``owner.set_score_request``) stay its own.
 
     Parameters
     ----------
     owner : estimator with an ``estimator`` parameter
-    consumes_own : bool, default=False
-        Whether ``owner.fit`` also uses parameters of its own (``groups``), which it then
-        requests like any consumer (``owner.set_fit_request(groups=True)``).
 
     Returns
     -------
@@ -61,20 +60,20 @@ def wrapped_estimator_router(owner, consumes_own: bool = False) -> MetadataRoute
     >>> sorted(router.consumes("fit", {"sample_weight", "groups"}))
     ['sample_weight']
     """
-    router = MetadataRouter(owner=type(owner).__name__)
-    if consumes_own:
-        router.add_self_request(owner)
-    return router.add(estimator=owner.estimator,
-                      method_mapping=MethodMapping().add(caller="fit", callee="fit"))
+    return (MetadataRouter(owner=type(owner).__name__)  # a name: scikit-learn 1.6 wants one
+            .add_self_request(owner)
+            .add(estimator=owner.estimator,
+                 method_mapping=MethodMapping().add(caller="fit", callee="fit")))
 
 
 def fit_params_for_estimator(owner, params: dict) -> dict:
     """The parameters of ``owner.fit`` that go on to ``owner.estimator.fit``.
 
     With metadata routing enabled, those the wrapped estimator (or a step inside it)
-    requested, and scikit-learn's error naming any that nobody requested; without it,
-    every one of ``params`` as given (scikit-learn's older convention, which ``Pipeline``
-    keeps too).
+    requested, under the names it asked for (aliases resolved); one that no step
+    requested, or that every step declined (``set_fit_request(sample_weight=False)``), is
+    scikit-learn's error naming it. Without routing, every one of ``params`` as given
+    (scikit-learn's older convention, which ``Pipeline`` keeps too).
 
     Examples
     --------

@@ -9,7 +9,12 @@ import sklearn
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import balanced_accuracy_score, make_scorer
-from sklearn.model_selection import GroupKFold, TunedThresholdClassifierCV
+from sklearn.model_selection import (
+    GridSearchCV,
+    GroupKFold,
+    TunedThresholdClassifierCV,
+    cross_validate,
+)
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
 from sklearn.svm import LinearSVC
@@ -37,13 +42,6 @@ def images_and_labels(n=12):
     return images, labels
 
 
-def image_model(**request):
-    head = WeightRecordingLogisticRegression(random_state=0)
-    if request:
-        head.set_fit_request(**request)
-    return make_pipeline(FunctionTransformer(mean_colour), head)
-
-
 WRAPPERS = {
     "views": lambda model: TestTimeAugmentationClassifier(model, views=["identity", "hflip"]),
     "seeds": lambda model: SeedEnsembleClassifier(model, n_members=2, random_state=0),
@@ -52,49 +50,123 @@ WRAPPERS = {
 
 
 def fitted_heads(wrapper):
-    """The recording heads inside a fitted wrapper."""
-    fitted = wrapper.estimators_ if hasattr(wrapper, "estimators_") else [wrapper.estimator_]
-    return [pipeline[-1] for pipeline in fitted]
+    """The fitted estimators inside a fitted wrapper."""
+    return wrapper.estimators_ if hasattr(wrapper, "estimators_") else [wrapper.estimator_]
 
+
+def recording_head(**request):
+    head = WeightRecordingLogisticRegression(random_state=0)
+    return head.set_fit_request(**request) if request else head
+
+
+# The wrapped estimator is a bare classifier, not a pipeline, so that the wrapper's own
+# routing is what is tested: a pass-through would hand it `case_weight` (a TypeError), or
+# the weights it declined.
 
 @pytest.mark.parametrize("kind", WRAPPERS)
-def test_routed_sample_weight_reaches_the_requesting_step(kind):
+def test_routed_weights_reach_the_requesting_estimator_under_its_alias(kind):
     images, labels = images_and_labels()
     weights = np.linspace(1, 2, len(labels))
     with sklearn.config_context(enable_metadata_routing=True):
-        model = WRAPPERS[kind](image_model(sample_weight=True)).fit(
-            images, labels, sample_weight=weights)
+        model = WRAPPERS[kind](recording_head(sample_weight="case_weight"))
+        model.fit(mean_colour(images), labels, case_weight=weights)
     for head in fitted_heads(model):
         np.testing.assert_array_equal(head.weights_seen_, weights)
 
 
 @pytest.mark.parametrize("kind", WRAPPERS)
-def test_routed_sample_weight_that_nobody_requested_is_named(kind):
+def test_routed_weights_the_estimator_declined_are_not_passed(kind):
+    images, labels = images_and_labels()
+    with sklearn.config_context(enable_metadata_routing=True):
+        model = WRAPPERS[kind](recording_head(sample_weight=False))
+        with pytest.raises(TypeError, match="sample_weight.*not routed to any object"):
+            model.fit(mean_colour(images), labels, sample_weight=np.full(12, 3.0))
+
+
+@pytest.mark.parametrize("kind", WRAPPERS)
+def test_routed_weights_that_nobody_requested_are_named(kind):
     images, labels = images_and_labels()
     with sklearn.config_context(enable_metadata_routing=True):
         with pytest.raises(ValueError, match="sample_weight"):
-            WRAPPERS[kind](image_model()).fit(images, labels, sample_weight=np.ones(12))
+            WRAPPERS[kind](recording_head()).fit(mean_colour(images), labels,
+                                                 sample_weight=np.ones(12))
+
+
+@pytest.mark.parametrize("kind", WRAPPERS)
+def test_a_parent_routes_fit_and_score_weights_through_the_wrapper(kind):
+    # cross_validate asks the wrapper's router where the weights go: to the estimator's
+    # fit, and to the wrapper's own score, which requested them.
+    images, labels = images_and_labels(16)
+    weights = np.linspace(1, 2, len(labels))
+    with sklearn.config_context(enable_metadata_routing=True):
+        model = WRAPPERS[kind](make_pipeline(FunctionTransformer(mean_colour),
+                                             recording_head(sample_weight=True)))
+        model.set_score_request(sample_weight=True)
+        result = cross_validate(model, images, labels, cv=2, error_score="raise",
+                                params={"sample_weight": weights}, return_estimator=True)
+    assert np.all(np.isfinite(result["test_score"]))
+    for fitted in result["estimator"]:
+        for pipeline in fitted_heads(fitted):
+            seen = pipeline[-1].weights_seen_
+            assert len(seen) == 8 and set(seen) <= set(weights)  # the training half's
+
+
+@pytest.mark.parametrize("kind", WRAPPERS)
+def test_a_search_routes_score_weights_to_the_wrapper_alone(kind):
+    # The estimator inside declines the weights; only the wrapper's score asked for them,
+    # which the search finds in the wrapper's router (its own request).
+    images, labels = images_and_labels(16)
+    with sklearn.config_context(enable_metadata_routing=True):
+        model = WRAPPERS[kind](make_pipeline(FunctionTransformer(mean_colour),
+                                             recording_head(sample_weight=False)))
+        search = GridSearchCV(model.set_score_request(sample_weight=True), {}, cv=2,
+                              error_score="raise")
+        search.fit(images, labels, sample_weight=np.linspace(1, 2, 16))
+    assert all(p[-1].weights_seen_ is None for p in fitted_heads(search.best_estimator_))
+
+
+@pytest.mark.parametrize("kind", WRAPPERS)
+def test_image_pipelines_inside_take_their_weights(kind):
+    images, labels = images_and_labels()
+    weights = np.linspace(1, 2, len(labels))
+    with sklearn.config_context(enable_metadata_routing=True):
+        model = WRAPPERS[kind](make_pipeline(FunctionTransformer(mean_colour),
+                                             recording_head(sample_weight=True)))
+        model.fit(images, labels, sample_weight=weights)
+    for pipeline in fitted_heads(model):
+        np.testing.assert_array_equal(pipeline[-1].weights_seen_, weights)
 
 
 @pytest.mark.parametrize("kind", WRAPPERS)
 def test_without_routing_parameters_go_to_the_estimator_as_given(kind):
     images, labels = images_and_labels()
-    features = mean_colour(images)
-    head = WeightRecordingLogisticRegression(random_state=0)
-    model = WRAPPERS[kind](head).fit(features, labels, sample_weight=np.full(12, 3.0))
-    for fitted in (model.estimators_ if hasattr(model, "estimators_") else [model.estimator_]):
-        np.testing.assert_array_equal(fitted.weights_seen_, np.full(12, 3.0))
+    model = WRAPPERS[kind](recording_head()).fit(mean_colour(images), labels,
+                                                 sample_weight=np.full(12, 3.0))
+    for head in fitted_heads(model):
+        np.testing.assert_array_equal(head.weights_seen_, np.full(12, 3.0))
+
+
+class WeightRecordingLinearSVC(LinearSVC):
+    def fit(self, X, y, sample_weight=None):
+        self.weights_seen_ = None if sample_weight is None else np.asarray(sample_weight)
+        return super().fit(X, y, sample_weight=sample_weight)
+
+
+class WeightRecordingCalibratedClassifierCV(CalibratedClassifierCV):
+    def fit(self, X, y, sample_weight=None, **fit_params):
+        self.weights_seen_ = None if sample_weight is None else np.asarray(sample_weight)
+        return super().fit(X, y, sample_weight=sample_weight, **fit_params)
 
 
 def test_weights_reach_a_calibrated_head_through_tuner_views_and_seeds():
     # The composition of docs/shift.md: a tuned threshold around test-time views around
-    # a seed ensemble of image pipelines; the weights must reach both the SVM and the
-    # calibrator (CalibratedClassifierCV passes them on to each when it is given them).
+    # a seed ensemble of image pipelines; the weights must reach both the calibrator
+    # (which fits its sigmoid with them) and the SVM inside it.
     images, labels = images_and_labels(16)
     weights = np.where(labels == 1, 0.5, 1.5)
     with sklearn.config_context(enable_metadata_routing=True):
-        svm = LinearSVC(random_state=0).set_fit_request(sample_weight=True)
-        head = CalibratedClassifierCV(svm, cv=2)
+        svm = WeightRecordingLinearSVC(random_state=0).set_fit_request(sample_weight=True)
+        head = WeightRecordingCalibratedClassifierCV(svm, cv=2)
         inner = make_pipeline(FunctionTransformer(mean_colour),
                               head.set_fit_request(sample_weight=True))
         balanced = make_scorer(balanced_accuracy_score)  # balanced already: unweighted
@@ -103,18 +175,12 @@ def test_weights_reach_a_calibrated_head_through_tuner_views_and_seeds():
                                                                   random_state=0)),
             cv=2, scoring=balanced.set_score_request(sample_weight=False)).fit(
                 images, labels, sample_weight=weights)
-        unweighted = TunedThresholdClassifierCV(
-            TestTimeAugmentationClassifier(SeedEnsembleClassifier(
-                make_pipeline(FunctionTransformer(mean_colour),
-                              CalibratedClassifierCV(LinearSVC(random_state=0), cv=2)),
-                n_members=2, random_state=0)),
-            cv=2, scoring="balanced_accuracy").fit(images, labels)
-    weighted_members = model.estimator_.estimator_.estimators_
-    plain_members = unweighted.estimator_.estimator_.estimators_
-    for weighted, plain in zip(weighted_members, plain_members):
-        # the calibrator's sigmoid saw the weights: its parameters differ from the plain fit
-        assert not np.allclose(weighted[-1].calibrated_classifiers_[0].calibrators[0].a_,
-                               plain[-1].calibrated_classifiers_[0].calibrators[0].a_)
+    for member in model.estimator_.estimator_.estimators_:
+        calibrated = member[-1]
+        np.testing.assert_array_equal(calibrated.weights_seen_, weights)
+        for fold in calibrated.calibrated_classifiers_:  # each SVM: its training fold's
+            seen = fold.estimator.weights_seen_
+            assert len(seen) == 8 and set(seen) == {0.5, 1.5}
 
 
 def test_label_shift_groups_reach_bbse_folds_under_routing():
@@ -127,3 +193,34 @@ def test_label_shift_groups_reach_bbse_folds_under_routing():
     without = LabelShiftAdapter(LogisticRegression(), method="bbse", cv=GroupKFold(4))
     np.testing.assert_allclose(adapter.confusion_,
                                without.fit(features, labels, groups=groups).confusion_)
+
+
+def test_label_shift_groups_reach_its_folds_from_a_grouped_search():
+    # The search routes groups to its own splitter and to the adapter's (no request needed:
+    # a group splitter asks for them), as scikit-learn's RFECV takes them.
+    images, labels = images_and_labels(16)
+    groups = np.repeat(np.arange(8), 2)
+    with sklearn.config_context(enable_metadata_routing=True):
+        adapter = LabelShiftAdapter(LogisticRegression(), method="bbse", cv=GroupKFold(4))
+        search = GridSearchCV(adapter, {"em_tol": [1e-8]}, cv=GroupKFold(2))
+        search.fit(mean_colour(images), labels, groups=groups)
+    assert search.best_estimator_.confusion_.shape == (2, 2)
+
+
+def test_label_shift_bbse_folds_take_aliased_weights():
+    images, labels = images_and_labels(16)
+    weights = np.linspace(1, 2, 16)
+    with sklearn.config_context(enable_metadata_routing=True):
+        adapter = LabelShiftAdapter(recording_head(sample_weight="case_weight"),
+                                    method="bbse", cv=GroupKFold(4))
+        adapter.fit(mean_colour(images), labels, groups=np.repeat(np.arange(8), 2),
+                    case_weight=weights)
+    np.testing.assert_array_equal(adapter.estimator_.weights_seen_, weights)
+
+
+def test_label_shift_groups_without_a_group_splitter_are_named_under_routing():
+    images, labels = images_and_labels(16)
+    with sklearn.config_context(enable_metadata_routing=True):
+        adapter = LabelShiftAdapter(LogisticRegression(), method="bbse", cv=2)
+        with pytest.raises(TypeError, match="groups"):
+            adapter.fit(mean_colour(images), labels, groups=np.repeat(np.arange(8), 2))
